@@ -1,0 +1,112 @@
+"""Training callbacks: sample image grids for the logger, and the small inference file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+import torch
+from torchvision.utils import make_grid
+
+from fast_style.image_io import save_image
+
+INFERENCE_FORMAT = "fast-style/transformer-v1"
+
+
+def stylise_eval(system: L.LightningModule, photos: torch.Tensor) -> torch.Tensor:
+    """Stylise in eval mode without gradients, restoring the previous mode after."""
+    was_training = system.transformer.training
+    system.transformer.eval()
+    try:
+        with torch.no_grad():
+            return system.transformer(photos.to(system.device)).float().clamp(0, 1).cpu()
+    finally:
+        system.transformer.train(was_training)
+
+
+class SampleGrid(L.Callback):
+    """Every ``every_n_steps`` logs a grid: held-out photos on top, their stylisations below."""
+
+    def __init__(self, every_n_steps: int = 500, count: int = 4):
+        self.every_n_steps = every_n_steps
+        self.count = count
+        self._photos: torch.Tensor | None = None
+
+    def _sample_photos(self, trainer: L.Trainer) -> torch.Tensor:
+        if self._photos is None:
+            dataset = trainer.datamodule.val_dataset()
+            self._photos = torch.stack([dataset[i] for i in range(min(self.count, len(dataset)))])
+        return self._photos
+
+    def on_train_batch_end(self, trainer, system, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.every_n_steps <= 0 or step % self.every_n_steps or not trainer.is_global_zero:
+            return
+        self.log_grid(trainer, system)
+
+    def on_train_end(self, trainer, system) -> None:
+        if trainer.is_global_zero and self.every_n_steps > 0:
+            self.log_grid(trainer, system)
+
+    def log_grid(self, trainer: L.Trainer, system: L.LightningModule) -> None:
+        photos = self._sample_photos(trainer)
+        grid = make_grid(torch.cat([photos, stylise_eval(system, photos)]), nrow=len(photos),
+                         padding=2)
+        logger = trainer.logger
+        if logger is None:
+            return
+        experiment = logger.experiment
+        if hasattr(experiment, "add_image"):  # TensorBoard
+            experiment.add_image("samples/content_vs_stylised", grid, trainer.global_step)
+        else:  # loggers without images (CSV): a PNG beside the metrics
+            save_image(grid, Path(logger.log_dir) / "samples" / f"step_{trainer.global_step:07d}.png")
+
+
+def inference_payload(system: L.LightningModule) -> dict:
+    """The transform net's weights plus what is needed to rebuild it: loadable with weights_only."""
+    return {
+        "format": INFERENCE_FORMAT,
+        "transformer_hparams": dict(system.transformer_hparams()),
+        "state_dict": {k: v.detach().cpu() for k, v in system.transformer.state_dict().items()},
+        "style_name": str(system.hparams.style_name),
+    }
+
+
+class InferenceFileWriter(L.Callback):
+    """Writes ``<dirpath>/<style>.pth`` beside every Lightning checkpoint and at the end."""
+
+    def __init__(self, dirpath: str | Path):
+        self.dirpath = Path(dirpath)
+
+    def path_for(self, system: L.LightningModule) -> Path:
+        return self.dirpath / f"{system.hparams.style_name}.pth"
+
+    def write(self, trainer: L.Trainer, system: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        payload = inference_payload(system)
+        payload["global_step"] = trainer.global_step
+        path = self.path_for(system)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".pth.tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+
+    def on_save_checkpoint(self, trainer, system, checkpoint) -> None:
+        self.write(trainer, system)
+
+    def on_train_end(self, trainer, system) -> None:
+        self.write(trainer, system)
+
+
+class Checkpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, plus last.ckpt at the very end of training.
+
+    Lightning writes last.ckpt at train end only if nothing was saved before; the steps after the
+    last periodic save would then be lost whenever max_steps is not a multiple of the interval.
+    """
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

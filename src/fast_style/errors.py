@@ -1,0 +1,20 @@
+"""Errors shown to a person as one actionable line, never as a traceback."""
+
+import contextlib
+import sys
+
+
+class FastStyleError(Exception):
+    """Something the user can fix: the message says what went wrong and how to fix it."""
+
+
+@contextlib.contextmanager
+def exit_on_user_error():
+    """Turn errors a person can act on into one line on stderr and exit status 2."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        yield
+    except (FastStyleError, MisconfigurationException) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

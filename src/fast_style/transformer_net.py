@@ -1,0 +1,117 @@
+"""The image transform network of Johnson et al. (2016): a plain nn.Module, no Lightning.
+
+Layout (defaults): 9x9 conv 32 -> 3x3/2 conv 64 -> 3x3/2 conv 128 -> 5 residual blocks of 128
+-> two x2 upsamplings (64, 32) -> 9x9 conv 3. Images go in and come out as [0, 1] RGB.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NORMS = ("instance", "batch")
+UPSAMPLES = ("nearest", "transposed")
+OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "none")
+
+# Two stride-2 convolutions: sizes must be a multiple of 4 to come back exactly.
+SIZE_MULTIPLE = 4
+# Below this the 9x9 convolution's reflection padding (4 px) cannot be applied; smaller inputs are
+# padded up so that every size, even 1x1, stylises.
+MIN_SIDE = 16
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "instance":
+        # affine=True as in pytorch/examples; running stats off: every image uses its own statistics.
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
+
+
+class ConvNormReLU(nn.Sequential):
+    """Reflection-padded convolution, normalisation, optional ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1,
+                 norm: str = "instance", relu: bool = True):
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(kernel // 2),
+            nn.Conv2d(c_in, c_out, kernel, stride),
+            _norm(norm, c_out),
+        ]
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with an identity shortcut (Gross & Wilber's variant, no final ReLU)."""
+
+    def __init__(self, channels: int, norm: str = "instance"):
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvNormReLU(channels, channels, 3, norm=norm),
+            ConvNormReLU(channels, channels, 3, norm=norm, relu=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Upsample(nn.Sequential):
+    """x2 upsampling. Nearest + conv avoids the checkerboard artefacts of transposed convolution
+    (Odena et al., 2016); the transposed variant is kept for reproducing the paper exactly."""
+
+    def __init__(self, c_in: int, c_out: int, mode: str = "nearest", norm: str = "instance"):
+        if mode == "nearest":
+            layers: list[nn.Module] = [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.ReflectionPad2d(1),
+                nn.Conv2d(c_in, c_out, 3),
+            ]
+        elif mode == "transposed":
+            layers = [nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1)]
+        else:
+            raise ValueError(f"unknown upsample {mode!r}; choose one of {', '.join(UPSAMPLES)}")
+        super().__init__(*layers, _norm(norm, c_out), nn.ReLU(inplace=True))
+
+
+class TransformerNet(nn.Module):
+    """Feed-forward style transform network. Any input size; the output has the input's size."""
+
+    def __init__(self, width: int = 32, num_residual_blocks: int = 5, norm: str = "instance",
+                 upsample: str = "nearest", output_activation: str = "sigmoid"):
+        super().__init__()
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(f"unknown output_activation {output_activation!r}; "
+                             f"choose one of {', '.join(OUTPUT_ACTIVATIONS)}")
+        self.output_activation = output_activation
+        w1, w2, w4 = width, width * 2, width * 4
+        self.encoder = nn.Sequential(
+            ConvNormReLU(3, w1, 9, norm=norm),
+            ConvNormReLU(w1, w2, 3, stride=2, norm=norm),
+            ConvNormReLU(w2, w4, 3, stride=2, norm=norm),
+        )
+        self.residuals = nn.Sequential(*[ResidualBlock(w4, norm) for _ in range(num_residual_blocks)])
+        self.decoder = nn.Sequential(
+            Upsample(w4, w2, upsample, norm),
+            Upsample(w2, w1, upsample, norm),
+            nn.ReflectionPad2d(4),
+            nn.Conv2d(w1, 3, 9),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad_h = max(MIN_SIDE, -(-h // SIZE_MULTIPLE) * SIZE_MULTIPLE) - h
+        pad_w = max(MIN_SIDE, -(-w // SIZE_MULTIPLE) * SIZE_MULTIPLE) - w
+        if pad_h or pad_w:
+            # Replicate rather than reflect: reflection needs the pad to be smaller than the side.
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        y = self.decoder(self.residuals(self.encoder(x)))
+        y = y[..., :h, :w]
+        if self.output_activation == "sigmoid":
+            return torch.sigmoid(y)
+        if self.output_activation == "tanh":
+            return (torch.tanh(y) + 1) / 2
+        return y
