@@ -1,0 +1,49 @@
+"""Shared fixtures. Data comes from $FAST_STYLE_DATA (default: ../shared/data beside the repo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("FAST_STYLE_DATA", str(REPO.parent / "shared" / "data"))
+DATA = Path(os.environ["FAST_STYLE_DATA"])
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA / "styles").is_dir():
+        pytest.fail(f"test data not found at {DATA}: set FAST_STYLE_DATA to the shared data folder")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def style_path(data_dir) -> Path:
+    return data_dir / "styles" / "starry_night.jpg"
+
+
+def write_photo(path: Path, size=(48, 40), seed=0, mode="RGB") -> Path:
+    """A small random-but-smooth picture, so crops and resizes have structure to keep."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    base = rng.integers(0, 255, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
+    img = Image.fromarray(base).resize((w, h), Image.Resampling.BILINEAR)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.convert(mode).save(path)
+    return path
+
+
+@pytest.fixture
+def photo_folder(tmp_path) -> Path:
+    """Ten small photos of mixed formats and case, nested one level."""
+    root = tmp_path / "photos"
+    names = ["a.jpg", "b.JPG", "c.jpeg", "d.png", "e.webp", "f.bmp", "sub/g.jpg", "sub/h.PNG",
+             "sub/i.jpg", "j.jpg"]
+    for i, name in enumerate(names):
+        write_photo(root / name, size=(48 + i, 40 + 2 * i), seed=i)
+    (root / "notes.txt").write_text("not a photo")
+    return root

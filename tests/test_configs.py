@@ -1,0 +1,85 @@
+"""Every config composes, and the documented override keys exist."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import REPO
+
+CONFIGS = REPO / "configs"
+GROUPS = ["style", "model", "loss", "data", "trainer", "logger", "experiment", "debug"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+def compose_train(overrides=()):
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_composes(group, option):
+    overrides = [f"{group}={option}"]
+    if group == "style" and option == "custom":
+        overrides.append("style.image=/some/painting.jpg")
+    cfg = compose_train(overrides)
+    OmegaConf.resolve(cfg)  # every interpolation resolves
+    assert cfg.data.root and cfg.style.name and cfg.trainer.max_steps > 0
+
+
+def test_infer_config_composes():
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("infer", overrides=["ckpt=a.ckpt", "input=b.jpg"])
+    assert cfg.ckpt == "a.ckpt"
+
+
+def test_every_painting_has_a_style_config(data_dir):
+    painted = {p.stem.replace("-", "_") for p in (data_dir / "styles").glob("*.jpg")
+               if "crop" not in p.stem}
+    assert painted <= set(options("style"))
+    for name in painted:
+        cfg = compose_train([f"style={name}"])
+        assert cfg.style.name == name and (data_dir / "styles" / cfg.style.file).is_file()
+        assert len(cfg.style.sha256) == 64 and cfg.style.url.startswith("https://")
+
+
+def test_documented_override_keys():
+    cfg = compose_train([
+        "data.root=/photos", "data.image_size=128", "data.batch_size=8", "trainer.max_steps=7",
+        "trainer.accelerator=cpu", "loss.content_weight=2", "loss.style_weight=3",
+        "loss.tv_weight=0", "style.size=512", "seed=3",
+    ])
+    assert (cfg.data.root, cfg.data.image_size, cfg.data.batch_size) == ("/photos", 128, 8)
+    assert (cfg.trainer.max_steps, cfg.trainer.accelerator) == (7, "cpu")
+    assert (cfg.loss.content_weight, cfg.loss.style_weight, cfg.loss.tv_weight) == (2, 3, 0)
+    assert (cfg.style.size, cfg.seed) == (512, 3)
+
+
+def test_defaults_are_johnsons():
+    cfg = compose_train()
+    assert (cfg.data.image_size, cfg.data.batch_size, cfg.lr, cfg.trainer.max_steps) == (
+        256, 4, 1e-3, 40000)
+    assert (cfg.loss.content_weight, cfg.loss.style_weight, cfg.loss.tv_weight) == (1.0, 5.0, 1e-6)
+    assert cfg.loss.content_layer == "relu2_2"
+    assert list(cfg.loss.style_layers) == ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+    assert (cfg.model.width, cfg.model.num_residual_blocks, cfg.model.norm) == (32, 5, "instance")
+    assert cfg.style.size == 256 and cfg.loss.vgg_weights == "caffe"
+
+
+def test_paper_experiment_is_a_delta():
+    cfg = compose_train(["experiment=johnson2016"])
+    assert cfg.model.upsample == "transposed" and cfg.data.root.endswith("coco/train2014")
+
+
+def test_unknown_style_lists_the_known_ones():
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "style=nope"],
+                            capture_output=True, text=True, cwd=Path(REPO))
+    assert result.returncode != 0
+    assert "starry_night" in result.stderr and "mosaic" in result.stderr
+    assert "Traceback" not in result.stderr

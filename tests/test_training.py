@@ -1,0 +1,32 @@
+"""Optimisation really works with the real Caffe VGG-16 weights."""
+
+import pytest
+import torch
+
+from fast_style.module import StyleTransferSystem
+
+pytestmark = pytest.mark.slow
+
+
+def test_loss_halves_when_overfitting_one_batch(style_path):
+    torch.manual_seed(0)
+    system = StyleTransferSystem(str(style_path), style_size=64, width=16, num_residual_blocks=2,
+                                 lr=1e-3)
+    photos = torch.rand(2, 3, 48, 48)
+    optimizer = system.configure_optimizers()
+    losses = []
+    for _ in range(15):
+        loss = system.compute_losses(photos)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_only_the_transform_net_learns(style_path):
+    system = StyleTransferSystem(str(style_path), style_size=32, width=8, num_residual_blocks=1)
+    trainable = {n.split(".")[0] for n, p in system.named_parameters() if p.requires_grad}
+    assert trainable == {"transformer"}
+    params = {id(p) for group in system.configure_optimizers().param_groups for p in group["params"]}
+    assert params == {id(p) for p in system.transformer.parameters()}

@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from fast_style.transformer_net import TransformerNet
+
+
+@pytest.mark.parametrize("size", [(37, 53), (1, 1), (5, 3), (16, 16), (64, 48), (101, 7)])
+def test_output_size_equals_input_size(size):
+    net = TransformerNet(width=8, num_residual_blocks=1).eval()
+    x = torch.rand(2, 3, *size)
+    with torch.no_grad():
+        y = net(x)
+    assert y.shape == x.shape
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+@pytest.mark.parametrize("upsample", ["nearest", "transposed"])
+def test_every_variant_builds_and_keeps_size(norm, upsample):
+    net = TransformerNet(width=8, num_residual_blocks=2, norm=norm, upsample=upsample)
+    y = net(torch.rand(2, 3, 37, 53))
+    assert y.shape == (2, 3, 37, 53)
+    y.mean().backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_output_activations_bound_the_range():
+    x = torch.rand(1, 3, 32, 32) * 10
+    for activation in ("sigmoid", "tanh"):
+        y = TransformerNet(width=8, num_residual_blocks=1, output_activation=activation)(x)
+        assert 0 <= y.min() and y.max() <= 1
+    raw = TransformerNet(width=8, num_residual_blocks=1, output_activation="none")
+    with torch.no_grad():
+        raw.decoder[-1].bias.fill_(5.0)
+    assert raw(x).max() > 1  # "none" really is unbounded
+
+
+def test_default_architecture_matches_johnson():
+    net = TransformerNet()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs[:3]] == [
+        (3, 32, 9, 1), (32, 64, 3, 2), (64, 128, 3, 2)]
+    assert len(net.residuals) == 5
+    assert (convs[-1].in_channels, convs[-1].out_channels, convs[-1].kernel_size[0]) == (32, 3, 9)
+    assert sum(p.numel() for p in net.parameters()) == pytest.approx(1.68e6, rel=0.02)
+
+
+def test_rejects_unknown_options():
+    with pytest.raises(ValueError, match="norm"):
+        TransformerNet(norm="layer")
+    with pytest.raises(ValueError, match="upsample"):
+        TransformerNet(upsample="bilinear")
+    with pytest.raises(ValueError, match="output_activation"):
+        TransformerNet(output_activation="relu")
