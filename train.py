@@ -9,7 +9,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from fast_style.callbacks import Checkpoint, InferenceFileWriter, SampleGrid
+from fast_style.callbacks import Checkpoint, FinalMetrics, InferenceFileWriter, SampleGrid
 from fast_style.data import PhotoDataModule
 from fast_style.errors import FastStyleError, exit_on_user_error
 from fast_style.module import StyleTransferSystem
@@ -42,6 +42,7 @@ def train(cfg: DictConfig) -> float | None:
                    save_top_k=0, save_last=True, enable_version_counter=False, save_on_exception=True),
         InferenceFileWriter(ckpt_dir),
         SampleGrid(every_n_steps=cfg.sample_every_n_steps),
+        FinalMetrics(params=OmegaConf.to_container(cfg, resolve=True)),
     ]
     logger = hydra.utils.instantiate(cfg.logger)
     trainer = L.Trainer(**cfg.trainer, logger=logger, callbacks=callbacks)

@@ -1,12 +1,13 @@
-"""Training callbacks: sample image grids for the logger, and the small inference file."""
+"""Training callbacks: sample image grids, the small inference file, final metrics + HParams."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
 from fast_style.image_io import save_image
@@ -110,3 +111,42 @@ class Checkpoint(ModelCheckpoint):
     def on_train_end(self, trainer, pl_module) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class FinalMetrics(L.Callback):
+    """Validates on the last step and logs the hyperparameters with the final val metrics.
+
+    Lightning validates only every ``val_check_interval`` steps, so when ``max_steps`` is not a
+    multiple of it the last val losses describe older weights. Asking the trainer to stop on the
+    final batch makes it validate once more (as it does for early stopping); ``trainer.callback_metrics``
+    (what train.py returns) then hold the final network's val losses. Those are logged as
+    ``final/val_<name>`` with ``params`` (the run's resolved config, default the system's
+    hyperparameters): TensorBoard's HParams tab then compares a sweep's runs in one view.
+    """
+
+    def __init__(self, params: dict | None = None):
+        self.params = params
+
+    def on_train_batch_end(self, trainer, system, outputs, batch, batch_idx) -> None:
+        by_steps = 0 < trainer.max_steps <= trainer.global_step
+        by_epochs = (trainer.max_epochs is not None and 0 < trainer.max_epochs <= trainer.current_epoch + 1
+                     and batch_idx + 1 >= trainer.num_training_batches)
+        if by_steps or by_epochs:
+            trainer.should_stop = True
+
+    def final_metrics(self, trainer: L.Trainer) -> dict[str, float]:
+        return {f"final/{name.replace('/', '_')}": float(value)
+                for name, value in sorted(trainer.callback_metrics.items())
+                if name.startswith("val/")}
+
+    def on_train_end(self, trainer, system) -> None:
+        metrics = self.final_metrics(trainer)
+        if not metrics:  # validation switched off (limit_val_batches=0) or nothing ran
+            return
+        params = dict(system.hparams) if self.params is None else self.params
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(params, metrics, step=trainer.global_step)
+            else:  # CSV and others take no metrics with their hyperparameters
+                logger.log_hyperparams(params)
+                logger.log_metrics(metrics, step=trainer.global_step)
