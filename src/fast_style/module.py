@@ -81,12 +81,17 @@ class StyleTransferSystem(L.LightningModule):
     def forward(self, photos: torch.Tensor) -> torch.Tensor:
         return self.transformer(photos)
 
+    @torch.no_grad()
+    def content_target(self, photos: torch.Tensor) -> torch.Tensor:
+        """The photo's VGG activation at the content layer: nothing deeper is computed."""
+        layer = self.hparams.content_layer
+        return self.vgg(photos, until=layer)[layer]
+
     def compute_losses(self, photos: torch.Tensor) -> dict[str, torch.Tensor]:
         hp = self.hparams
         photos = photos.contiguous(memory_format=self.memory_format)
         stylised = self.transformer(photos)
-        with torch.no_grad():
-            target = self.vgg(photos, until=hp.content_layer)[hp.content_layer]
+        target = self.content_target(photos)
         features = self.vgg(stylised, until=self.deepest_layer)
         losses = {
             "loss_content": content_loss(features[hp.content_layer], target),
