@@ -2,10 +2,16 @@ import warnings
 
 import pytest
 import torch
+from conftest import write_photo
 from PIL import Image
 
-from conftest import write_photo
-from fast_style.data import PhotoDataModule, PhotoDataset, drop_unreadable, find_photos, train_transform
+from fast_style.data import (
+    PhotoDataModule,
+    PhotoDataset,
+    drop_unreadable,
+    find_photos,
+    train_transform,
+)
 from fast_style.errors import FastStyleError
 from fast_style.image_io import open_rgb
 
