@@ -91,3 +91,12 @@ def test_training_crops_are_random_and_square(tmp_path):
         crops = [dataset[0] for _ in range(8)]
     assert all(c.shape == (3, 48, 48) for c in crops)
     assert any(not torch.equal(crops[0], c) for c in crops[1:])
+
+
+def test_large_jpegs_decode_at_reduced_scale_but_never_below_the_crop(tmp_path):
+    path = write_photo(tmp_path / "big.jpg", size=(2000, 1200))
+    assert open_rgb(path).size == (2000, 1200)
+    small = open_rgb(path, min_side=256)
+    assert small.size == (500, 300)  # 1/4 scale: the smallest DCT scale keeping 256 px
+    crop = PhotoDataset([path], train_transform(256), min_side=256)[0]
+    assert crop.shape == (3, 256, 256)

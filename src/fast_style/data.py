@@ -56,9 +56,10 @@ def drop_unreadable(paths: list[Path]) -> list[Path]:
 class PhotoDataset(Dataset):
     """Decoded, transformed photos. A file that fails to decode is replaced by the next one."""
 
-    def __init__(self, paths: list[Path], transform):
+    def __init__(self, paths: list[Path], transform, min_side: int | None = None):
         self.paths = paths
         self.transform = transform
+        self.min_side = min_side
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -67,7 +68,7 @@ class PhotoDataset(Dataset):
         for offset in range(len(self.paths)):
             path = self.paths[(index + offset) % len(self.paths)]
             try:
-                return self.transform(open_rgb(path))
+                return self.transform(open_rgb(path, self.min_side))
             except Exception as e:  # noqa: BLE001
                 warnings.warn(f"skipping unreadable photo {path}: {e}", stacklevel=2)
         raise FastStyleError("none of the photos could be decoded")
@@ -125,7 +126,7 @@ class PhotoDataModule(L.LightningDataModule):
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
-        dataset = PhotoDataset(self.train_paths, train_transform(self.image_size))
+        dataset = PhotoDataset(self.train_paths, train_transform(self.image_size), self.image_size)
         # drop_last keeps every step the same shape: steady timing and no tiny final batch.
         return self._loader(dataset, shuffle=True, drop_last=len(dataset) >= self.batch_size)
 
@@ -133,4 +134,4 @@ class PhotoDataModule(L.LightningDataModule):
         return self._loader(self.val_dataset(), shuffle=False, drop_last=False)
 
     def val_dataset(self) -> PhotoDataset:
-        return PhotoDataset(self.val_paths, eval_transform(self.image_size))
+        return PhotoDataset(self.val_paths, eval_transform(self.image_size), self.image_size)

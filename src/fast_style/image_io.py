@@ -13,9 +13,16 @@ from torchvision.transforms.v2 import functional as TF
 from fast_style.errors import FastStyleError
 
 
-def open_rgb(path: str | Path) -> Image.Image:
-    """Decode a photo, apply its EXIF orientation, convert to 8-bit RGB. Raises on bad files."""
+def open_rgb(path: str | Path, min_side: int | None = None) -> Image.Image:
+    """Decode a photo, apply its EXIF orientation, convert to 8-bit RGB. Raises on bad files.
+
+    ``min_side``: the caller will shrink the photo to this short side anyway, so a JPEG may be
+    decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling), never below ``min_side``. For
+    12 MP phone photos trained at 256 px that is most of the decoding time saved.
+    """
     with Image.open(path) as img:
+        if min_side:
+            img.draft("RGB", (min_side, min_side))
         img = ImageOps.exif_transpose(img)
         return img.convert("RGB")
 
