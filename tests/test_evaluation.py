@@ -269,3 +269,47 @@ def test_a_sweep_is_summarised_with_hparams_and_final_metrics(tmp_path):
     assert "| loss.style_weight |" in (tmp_path / "multirun" / "summary.md").read_text()
     sheet = Image.open(tmp_path / "multirun" / "contact_sheet.png")
     assert sheet.width == 3 * (192 + 4) + 4  # the photo and one tile per run
+
+
+def fake_job(root, num, style_weight, val_losses):
+    """A finished sweep job as Hydra and the CSV logger leave it, without training anything."""
+    job = root / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(
+        f"- loss.style_weight={style_weight}\n- log_dir=$\\{{hydra\\:runtime.output_dir\\}}/logs\n")
+    (job / ".hydra" / "config.yaml").write_text(
+        f"style: {{name: mine}}\nloss: {{style_weight: {style_weight}}}\n"
+        + "log_dir: ${hydra:runtime.output_dir}/logs\nckpt_dir: ${log_dir}/../ckpt\n"
+        + "logger: {_target_: lightning.pytorch.loggers.CSVLogger, save_dir: '${log_dir}', "
+        + "name: '${style.name}'}\n")
+    # output_dir as recorded elsewhere: a moved multirun folder must still be readable
+    (job / ".hydra" / "hydra.yaml").write_text(
+        f"hydra:\n  job: {{num: {num}, chdir: false}}\n"
+        f"  runtime: {{cwd: {root}, output_dir: /somewhere/else/{num}}}\n")
+    metrics = job / "logs" / "mine" / "version_0" / "metrics.csv"
+    metrics.parent.mkdir(parents=True)
+    lines = ["epoch,step,train/loss,val/loss"]
+    for step, loss in val_losses:
+        lines += [f"0,{step - 1},{loss * 2},", f"0,{step - 1},,{loss}"]
+    metrics.write_text("\n".join(lines) + "\n")
+    return job
+
+
+def test_sweep_runs_are_read_back_from_their_folders(tmp_path):
+    from fast_style import sweeps
+
+    fake_job(tmp_path, 0, 10, [(2, 9.0), (4, 7.0)])
+    fake_job(tmp_path, 1, 2, [(2, 5.0), (4, 3.0)])
+    fake_job(tmp_path, 2, 5, [])  # crashed before validating
+    runs = sweeps.load_runs(tmp_path)
+    assert [r.num for r in runs] == [0, 1, 2]
+    assert runs[0].metrics == {"val/loss": 7.0, "train/loss": 14.0} and runs[0].step == 3
+    assert runs[0].overrides["log_dir"] == "${hydra:runtime.output_dir}/logs"
+    assert runs[0].config["ckpt_dir"] == str(tmp_path / "0" / "logs" / ".." / "ckpt")
+    assert runs[2].problem and not runs[2].metrics
+    ranked = sweeps.sort_runs(runs, "val/loss")
+    assert [r.num for r in ranked] == [1, 0, 2]  # missing metrics last
+    assert [r.num for r in sweeps.sort_runs(runs, "val/loss", descending=True)] == [0, 1, 2]
+    assert sweeps.varying_overrides(runs) == ["loss.style_weight"]
+    with pytest.raises(FastStyleError, match="--sort"):
+        sweeps.metric_columns(runs, "val/missing")
