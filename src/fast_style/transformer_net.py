@@ -21,10 +21,44 @@ SIZE_MULTIPLE = 4
 MIN_SIDE = 16
 
 
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """nn.InstanceNorm2d (same parameters, same state_dict keys) that inference can steer.
+
+    Training always takes the parent's path, so training behaves exactly as plain instance norm.
+    In eval mode two things differ, both for inference on large photos:
+
+    - ``stats``: a (mean, var) pair of per-channel tensors to normalise with instead of the
+      input's own statistics. Tiled inference sets them to the *whole image's* statistics: each
+      tile's own mean and variance differ from tile to tile and would show up as tone shifts.
+      With given statistics, instance norm is an eval-mode batch norm whose running statistics
+      are those values, so that is what runs.
+    - a single image without given statistics goes through batch norm in training mode (over one
+      image, batch statistics are that image's statistics). aten's instance_norm copies a
+      channels_last input to contiguous first; batch norm works on it in place, which makes the
+      layer several times faster in the bf16/channels_last inference path.
+
+    Observers that need the input's statistics (tiling) use a forward pre-hook.
+    """
+
+    def __init__(self, num_features: int):
+        # affine=True as in pytorch/examples; running stats off: every image uses its own statistics.
+        super().__init__(num_features, affine=True)
+        self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return super().forward(x)
+        if self.stats is not None:
+            mean, var = self.stats
+            return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+        if x.shape[0] == 1:
+            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        return super().forward(x)
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "instance":
-        # affine=True as in pytorch/examples; running stats off: every image uses its own statistics.
-        return nn.InstanceNorm2d(channels, affine=True)
+        return InstanceNorm2d(channels)
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
@@ -103,15 +137,27 @@ class TransformerNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        pad_h = max(MIN_SIDE, -(-h // SIZE_MULTIPLE) * SIZE_MULTIPLE) - h
-        pad_w = max(MIN_SIDE, -(-w // SIZE_MULTIPLE) * SIZE_MULTIPLE) - w
-        if pad_h or pad_w:
-            # Replicate rather than reflect: reflection needs the pad to be smaller than the side.
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        y = self.decoder(self.residuals(self.encoder(x)))
-        y = y[..., :h, :w]
+        y = self.decoder(self.residuals(self.encoder(pad_to_multiple(x))))
+        return self.activate(y[..., :h, :w])
+
+    # Tiled inference (stylize.py) runs encoder, residuals and decoder separately and then this.
+    def activate(self, y: torch.Tensor) -> torch.Tensor:
         if self.output_activation == "sigmoid":
             return torch.sigmoid(y)
         if self.output_activation == "tanh":
             return (torch.tanh(y) + 1) / 2
         return y
+
+
+def padded_length(n: int) -> int:
+    """The side the network computes on: a multiple of SIZE_MULTIPLE, at least MIN_SIDE."""
+    return max(MIN_SIDE, -(-n // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+
+
+def pad_to_multiple(x: torch.Tensor) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    pad_h, pad_w = padded_length(h) - h, padded_length(w) - w
+    if pad_h or pad_w:
+        # Replicate rather than reflect: reflection needs the pad to be smaller than the side.
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    return x
