@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torchvision.transforms.v2 import functional as TF
@@ -77,3 +80,107 @@ def save_image(image: Image.Image | torch.Tensor, path: str | Path, **save_kwarg
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Photos for inference: any mode in, alpha and colour profile carried through to the output
+# ----------------------------------------------------------------------------------------------
+
+# What infer.py picks up in a folder (suffix, case-insensitive); all are read and written by PIL.
+INFER_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+# Formats that keep an alpha channel when written (JPEG and BMP drop it).
+ALPHA_SUFFIXES = frozenset({".png", ".webp", ".tif", ".tiff"})
+
+
+@dataclass
+class Photo:
+    """A decoded photo: 8-bit RGB pixels, the alpha channel if it had one, its ICC profile."""
+
+    rgb: torch.Tensor                 # (3, H, W) uint8
+    alpha: torch.Tensor | None        # (H, W) uint8
+    icc_profile: bytes | None
+
+
+def _wide_to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit (I;16*, I) and float (F) grayscale to 8-bit L by scaling: PIL's own convert() clips
+    everything above 255 to white."""
+    pixels = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        pixels = pixels * 255.0 if pixels.max(initial=0) <= 1.0 else pixels / 257.0
+    else:
+        pixels = pixels / 257.0  # 0..65535 -> 0..255
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode="L")
+
+
+def load_photo(path: str | Path) -> Photo:
+    """Decode any PIL-readable photo into 8-bit RGB (+ alpha), EXIF orientation applied.
+
+    Grayscale, palette, CMYK (through its ICC profile when it has one), 16-bit and float inputs
+    are converted; alpha (RGBA, LA, PA, palette transparency) is kept separately so the output
+    can carry it again. Errors are one-line FastStyleErrors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FastStyleError(f"image not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            icc = img.info.get("icc_profile") or None
+            has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+                img.mode == "P" and "transparency" in img.info)
+            alpha = None
+            if has_alpha:
+                img = img.convert("RGBA")
+                alpha = torch.from_numpy(np.array(img.getchannel("A")))
+                img = img.convert("RGB")
+            elif img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+                img = _wide_to_8bit(img).convert("RGB")
+            elif img.mode == "CMYK":
+                img, icc = _cmyk_to_rgb(img, icc), None
+            elif img.mode != "RGB":
+                img = img.convert("RGB")
+            rgb = TF.pil_to_tensor(img)
+    except FastStyleError:
+        raise
+    except Exception as e:  # noqa: BLE001 - PIL raises many types for bad data
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise FastStyleError(f"cannot read image {path}: {first}") from None
+    return Photo(rgb, alpha, icc)
+
+
+def _cmyk_to_rgb(img: Image.Image, icc: bytes | None) -> Image.Image:
+    """CMYK through its embedded profile to sRGB where littleCMS can, else PIL's naive formula."""
+    if icc:
+        try:
+            from PIL import ImageCms
+
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"),
+                                             outputMode="RGB")
+        except Exception:  # noqa: BLE001 - a broken or unusual profile: PIL's formula below
+            return img.convert("RGB")
+    return img.convert("RGB")
+
+
+def save_photo(photo: Photo, path: str | Path, quality: int = 95) -> list[str]:
+    """Write atomically with the photo's alpha and ICC profile where the format can hold them.
+
+    Returns warnings for a person (e.g. alpha dropped because the format has none).
+    """
+    path = Path(path)
+    notes = []
+    img = TF.to_pil_image(photo.rgb)
+    if photo.alpha is not None:
+        if path.suffix.lower() in ALPHA_SUFFIXES:
+            img.putalpha(Image.fromarray(photo.alpha.numpy(), mode="L"))
+        else:
+            notes.append(f"{path.suffix} has no alpha channel: transparency dropped "
+                         "(use format=png to keep it)")
+    kwargs: dict = {}
+    if photo.icc_profile:
+        kwargs["icc_profile"] = photo.icc_profile
+    if path.suffix.lower() in (".jpg", ".jpeg", ".webp"):
+        kwargs["quality"] = quality
+    save_image(img, path, **kwargs)
+    return notes
