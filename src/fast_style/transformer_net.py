@@ -56,6 +56,20 @@ class InstanceNorm2d(nn.InstanceNorm2d):
         return super().forward(x)
 
 
+class ReflectionPad2d(nn.ReflectionPad2d):
+    """Reflection padding that keeps its input's dtype under autocast.
+
+    CPU autocast lists reflection_pad2d among its fp32 ops, so under bf16 every pad would cast
+    its input up and the following convolution cast it back down: copies of the largest
+    activations, ~15% of a CPU training step (benchmarks/README.md). Padding only moves values,
+    so it is exact in any dtype.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x)
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "instance":
         return InstanceNorm2d(channels)
@@ -70,7 +84,7 @@ class ConvNormReLU(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1,
                  norm: str = "instance", relu: bool = True):
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(kernel // 2),
+            ReflectionPad2d(kernel // 2),
             nn.Conv2d(c_in, c_out, kernel, stride),
             _norm(norm, c_out),
         ]
@@ -101,7 +115,7 @@ class Upsample(nn.Sequential):
         if mode == "nearest":
             layers: list[nn.Module] = [
                 nn.Upsample(scale_factor=2, mode="nearest"),
-                nn.ReflectionPad2d(1),
+                ReflectionPad2d(1),
                 nn.Conv2d(c_in, c_out, 3),
             ]
         elif mode == "transposed":
@@ -131,7 +145,7 @@ class TransformerNet(nn.Module):
         self.decoder = nn.Sequential(
             Upsample(w4, w2, upsample, norm),
             Upsample(w2, w1, upsample, norm),
-            nn.ReflectionPad2d(4),
+            ReflectionPad2d(4),
             nn.Conv2d(w1, 3, 9),
         )
 
