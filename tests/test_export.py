@@ -8,8 +8,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO, write_photo
+
 from fast_style.callbacks import INFERENCE_FORMAT
 from fast_style.errors import FastStyleError
 from fast_style.export import export, run_exported
@@ -97,11 +97,11 @@ def test_export_script_says_parity(tiny_ckpt, tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "export.py"),
                              f"ckpt={tiny_ckpt}", "format=onnx", f"out={out}",
                              "check_size=300x400"],
-                            capture_output=True, text=True, env=env, timeout=600)
+                            capture_output=True, text=True, env=env, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "parity OK" in result.stdout and out.is_file()
     photo = write_photo(tmp_path / "p.png", size=(33, 21))
     result = subprocess.run([sys.executable, str(REPO / "infer.py"), f"ckpt={out}",
                              f"input={photo}", f"output={tmp_path / 'o.png'}"],
-                            capture_output=True, text=True, env=env, timeout=600)
+                            capture_output=True, text=True, env=env, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-2000:]

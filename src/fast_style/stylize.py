@@ -52,9 +52,15 @@ def _read_checkpoint(path: Path) -> dict:
         # A checkpoint is untrusted input: never unpickle arbitrary objects from it.
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise FastStyleError(f"{path} holds pickled objects that weights_only loading refuses; "
-                             f"only fast-style .ckpt/.pth files are accepted ({str(e).splitlines()[0]})"
-                             ) from None
+        # torch reports both "a class we refuse to build" and "not a pickle at all" this way.
+        refused = [line.strip() for line in str(e).splitlines() if "Unsupported global" in line]
+        if refused:
+            raise FastStyleError(f"{path} holds pickled objects that weights_only loading "
+                                 f"refuses ({refused[0].split(' was not')[0]}); only fast-style .ckpt/.pth files "
+                                 "are accepted") from None
+        raise FastStyleError(f"{path} is not a readable checkpoint (corrupt, or not a PyTorch "
+                             "file); pass a .ckpt or .pth written by train.py, or an .onnx "
+                             "export") from None
     except Exception as e:  # noqa: BLE001 - truncated zip, not a torch file at all, ...
         first = str(e).splitlines()[0] if str(e) else ""
         raise FastStyleError(f"{path} is not a readable checkpoint ({type(e).__name__}: {first}); "
