@@ -261,6 +261,10 @@ def main() -> None:
     data.add_argument("--json", action="store_true", help="(the JSON line is always printed)")
     data.set_defaults(func=cmd_data)
 
+    from benchmark_infer import add_infer_parser  # the infer subcommand lives beside this file
+
+    add_infer_parser(sub)
+
     overfit = sub.add_parser("overfit", help="loss curves of fp32 vs mixed precision, one batch")
     overfit.add_argument("--batch-size", type=int, default=4)
     overfit.add_argument("--image-size", type=int, default=128)
