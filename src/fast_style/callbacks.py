@@ -11,8 +11,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
 from fast_style.image_io import save_image
+from fast_style.stylize import INFERENCE_FORMAT
 
-INFERENCE_FORMAT = "fast-style/transformer-v1"
 
 
 def stylise_eval(system: L.LightningModule, photos: torch.Tensor) -> torch.Tensor:

@@ -11,10 +11,14 @@ class FastStyleError(Exception):
 @contextlib.contextmanager
 def exit_on_user_error():
     """Turn errors a person can act on into one line on stderr and exit status 2."""
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    user_errors: tuple[type[Exception], ...] = (FastStyleError,)
+    if "lightning" in sys.modules:  # Lightning's own "wrong device/precision" messages are one line
+        # too; inference never imports Lightning, and must not pay seconds to do so here.
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+        user_errors += (MisconfigurationException,)
     try:
         yield
-    except (FastStyleError, MisconfigurationException) as e:
+    except user_errors as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from fast_style.callbacks import INFERENCE_FORMAT
 from fast_style.errors import FastStyleError
 from fast_style.transformer_net import SIZE_MULTIPLE, InstanceNorm2d, TransformerNet, padded_length
 
@@ -31,6 +30,9 @@ TRANSFORMER_KEYS = ("width", "num_residual_blocks", "norm", "upsample", "output_
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The small inference file train.py writes (callbacks.InferenceFileWriter). Defined here, not in
+# callbacks.py, so that inference never imports Lightning (seconds of start-up, ~800 MB RSS).
+INFERENCE_FORMAT = "fast-style/transformer-v1"
 # Written into exported ONNX files (export.py) so that loading can tell ours from any other model.
 ONNX_FORMAT = "fast-style/transformer-onnx-v1"
 
