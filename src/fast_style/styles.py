@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fast_style.errors import FastStyleError
 from fast_style.loss_net import cache_dir
+from fast_style.runs import cache_lock
 
 
 def sha256_of(path: Path) -> str:
@@ -58,6 +59,8 @@ def resolve_style_image(name: str, image: str | None = None, file: str | None = 
         return cached
     searched.append(str(cached))
     if url:
-        return _download(url, sha256, cached)
+        # One process downloads; the others (DDP ranks, parallel sweep jobs) wait, then read it.
+        with cache_lock(cached):
+            return cached if cached.is_file() else _download(url, sha256, cached)
     raise FastStyleError(f"style image for {name!r} not found (looked in {', '.join(searched)}); "
                          "set FAST_STYLE_DATA to the folder holding styles/ or pass style.image=PATH")

@@ -1,0 +1,102 @@
+"""Run identity and cross-process safety for sweeps and multi-process (DDP) training.
+
+- ``run_name``: what names a run's checkpoint folder and logger run. A single run is named after
+  its style (``checkpoints/<style>/``); a job of a sweep (``python train.py -m ...``) adds its
+  overrides, so no two jobs write the same files. Registered as the OmegaConf resolver
+  ``fast_style.run_name`` when fast_style is imported, so anything that reads a run's saved
+  config back (scripts/summarize.py) resolves the same name.
+- ``cache_lock``: an inter-process lock (``fcntl.flock``) around filling a cache entry, so DDP
+  ranks and parallel sweep jobs download or convert once and the others then read the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, read_write
+
+from fast_style.errors import FastStyleError
+
+
+def run_name(name: str, mode=None, override_dirname: str | None = None) -> str:
+    """``name`` for a single run; ``name/<override_dirname>`` for a job of a multirun.
+
+    ``mode`` is Hydra's run mode (``${hydra:mode}``: the RunMode enum inside a run, its name when a
+    saved hydra.yaml is read back). ``override_dirname`` is ``${hydra:job.override_dirname}``:
+    the job's overrides without the keys configs/train.yaml excludes (those that do not change
+    what is trained: ckpt_path, devices, ...). A ``/`` in a value (a path) becomes ``_`` so that
+    the name stays one folder.
+    """
+    if str(getattr(mode, "name", mode)) != "MULTIRUN" or not override_dirname:
+        return str(name)
+    return f"{name}/{str(override_dirname).replace('/', '_')}"
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("fast_style.run_name", run_name, replace=True)
+
+
+@contextlib.contextmanager
+def sweep_job(cfg: DictConfig) -> Iterator[None]:
+    """Run one job of a sweep so that it can use several processes (DDP) as a single run does.
+
+    Lightning starts DDP ranks 1..N-1 by re-running ``sys.argv`` with
+    ``hydra.run.dir=<hydra.run.dir>`` (lightning/fabric/strategies/launchers/subprocess_script.py).
+    In a sweep, sys.argv is the whole sweep (``-m``, comma lists): every rank would start a sweep
+    of its own. So, for the job, the arguments become its own overrides plus its run name (the
+    ranks run as single runs, which would name themselves after the style alone) and the run
+    directory becomes the job's folder. After the job, the environment variables Lightning set
+    for its ranks (LOCAL_RANK, MASTER_PORT, ...) and the process group go, or the next job of the
+    sweep (same process) would take itself for a rank of the last one. Joblib workers are no
+    script that can be re-run: DDP there is refused. Outside a sweep this does nothing.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        yield
+        return
+    hydra_cfg = HydraConfig.get()
+    ddp = str(cfg.trainer.get("strategy", "")).startswith("ddp")
+    if ddp and "joblib" in str(hydra_cfg.launcher.get("_target_", "")):
+        raise FastStyleError("DDP cannot run inside joblib workers: sweep DDP runs with the "
+                             "default launcher (one job after the other) or hydra/launcher=slurm")
+    argv, environ = sys.argv, dict(os.environ)
+    quoted = str(cfg.run_name).replace("'", "\\'")
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task, f"run_name='{quoted}'"]
+    with read_write(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        for key in set(os.environ) - set(environ):
+            del os.environ[key]
+        os.environ.update(environ)
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def cache_lock(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<target>.lock`` (blocking) while the caller fills ``target``.
+
+    Callers check for ``target`` again once they hold the lock: the process that waited finds
+    the file that the first one wrote. The lock file stays (removing it would race); the lock
+    itself is released by the kernel even if the holder dies.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target.with_name(f"{target.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
