@@ -7,9 +7,10 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
 from fast_style.errors import FastStyleError
@@ -54,7 +55,11 @@ def drop_unreadable(paths: list[Path]) -> list[Path]:
 
 
 class PhotoDataset(Dataset):
-    """Decoded, transformed photos. A file that fails to decode is replaced by the next one."""
+    """Decoded, transformed photos. A file that fails to decode is replaced by the next one.
+
+    An index may come as ``(index, crop_seed)`` (from EpochSampler): the random crop is then drawn
+    from that seed, so a sample is the same whichever process or worker loads it, and when.
+    """
 
     def __init__(self, paths: list[Path], transform, min_side: int | None = None):
         self.paths = paths
@@ -64,11 +69,16 @@ class PhotoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int | tuple[int, int]) -> torch.Tensor:
+        index, crop_seed = index if isinstance(index, tuple) else (index, None)
         for offset in range(len(self.paths)):
             path = self.paths[(index + offset) % len(self.paths)]
             try:
-                return self.transform(open_rgb(path, self.min_side))
+                if crop_seed is None:
+                    return self.transform(open_rgb(path, self.min_side))
+                with torch.random.fork_rng(devices=[]):  # leaves the caller's RNG untouched
+                    torch.manual_seed(crop_seed)
+                    return self.transform(open_rgb(path, self.min_side))
             except Exception as e:  # noqa: BLE001
                 warnings.warn(f"skipping unreadable photo {path}: {e}", stacklevel=2)
         raise FastStyleError("none of the photos could be decoded")
@@ -93,19 +103,68 @@ def eval_transform(size: int) -> v2.Compose:
     ])
 
 
+class EpochSampler(Sampler):
+    """This process's share of a fresh shuffle per epoch: a pure function of (seed, epoch).
+
+    Each epoch permutes all photos with ``default_rng([seed, epoch])``, cuts the permutation to a
+    multiple of ``world_size`` (every DDP rank must take the same number of steps) and gives rank r
+    every world_size-th photo from position r: ranks never share a photo within an epoch. Items are
+    ``(index, crop_seed)`` (see PhotoDataset). ``start`` skips this rank's first samples in the
+    first epoch iterated: a run resumed mid-epoch continues where it was interrupted.
+
+    ``len`` is always a whole epoch: Lightning counts the batches done before an interruption
+    itself and ends the resumed epoch after the remaining ones.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 epoch: int = 0, start: int = 0):
+        self.size, self.seed = size, seed
+        self.rank, self.world_size = rank, world_size
+        self.per_rank = size // world_size
+        self.epoch, self.start = epoch, start
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this at every epoch start."""
+        if epoch != self.epoch:
+            self.epoch, self.start = epoch, 0
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+    def indices(self, epoch: int) -> list[tuple[int, int]]:
+        """This rank's (photo index, crop seed) pairs of ``epoch``, in order."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(self.size)[: self.per_rank * self.world_size]
+        crop_seeds = rng.integers(0, 2**31, size=len(order))
+        mine = slice(self.rank, len(order), self.world_size)
+        return [(int(i), int(c)) for i, c in zip(order[mine], crop_seeds[mine])]
+
+    def __iter__(self):
+        epoch, start = self.epoch, self.start
+        self.start = 0  # the skip applies once: to the epoch being resumed
+        yield from self.indices(epoch)[start:]
+
+
 class PhotoDataModule(L.LightningDataModule):
-    """Training photos plus a fixed handful held out for validation and sample grids."""
+    """Training photos plus a fixed handful held out for validation and sample grids.
+
+    The training order is EpochSampler's: seeded, sharded over DDP ranks, and resumable. Its
+    position (epoch, samples done in it) goes into every checkpoint through ``state_dict``.
+    """
 
     def __init__(self, root: str, image_size: int = 256, batch_size: int = 4,
-                 num_workers: int = 2, val_count: int = 8):
+                 num_workers: int = 2, val_count: int = 8, seed: int = 0):
         super().__init__()
         self.root = root
         self.image_size = image_size
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.val_count = val_count
+        self.seed = seed
         self.train_paths: list[Path] = []
         self.val_paths: list[Path] = []
+        self.sampler: EpochSampler | None = None
+        self._resume_at = (0, 0)  # (epoch, samples of it done on this rank), from a checkpoint
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_paths:
@@ -120,18 +179,57 @@ class PhotoDataModule(L.LightningDataModule):
         self.val_paths = sorted(shuffled[: self.val_count])
         self.train_paths = sorted(shuffled[self.val_count:])
 
-    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle,
+    def _loader(self, dataset: Dataset, drop_last: bool, sampler: Sampler | None = None
+                ) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
                           drop_last=drop_last, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
         dataset = PhotoDataset(self.train_paths, train_transform(self.image_size), self.image_size)
+        # Under DDP every process shards the photos itself (train.py turns Lightning's
+        # DistributedSampler off): the order stays ours, seeded and resumable.
+        trainer = self.trainer
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        if len(dataset) < world_size:
+            raise FastStyleError(f"{len(dataset)} training photo(s) for {world_size} processes: "
+                                 "add photos or use fewer devices")
+        epoch, start = self._resume_at
+        self.sampler = EpochSampler(len(dataset), self.seed, rank, world_size, epoch, start)
         # drop_last keeps every step the same shape: steady timing and no tiny final batch.
-        return self._loader(dataset, shuffle=True, drop_last=len(dataset) >= self.batch_size)
+        return self._loader(dataset, drop_last=self.sampler.per_rank >= self.batch_size,
+                            sampler=self.sampler)
+
+    def state_dict(self) -> dict:
+        """The data position, which Lightning saves in every checkpoint.
+
+        Derived from the optimizer steps taken (each consumed one batch per rank), not from what
+        the loader has prefetched: a checkpoint written after step N resumes at batch N + 1, and
+        a step interrupted half-way is redone.
+        """
+        trainer = self.trainer
+        if trainer is None or self.sampler is None or not trainer.num_training_batches:
+            return {}
+        batches = trainer.global_step * trainer.accumulate_grad_batches
+        epoch, batch = divmod(batches, int(trainer.num_training_batches))
+        return {"seed": self.seed, "epoch": epoch, "samples": batch * self.batch_size,
+                "world_size": self.sampler.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        # The resumed run continues the interrupted one's data order, whatever seed= says now.
+        self.seed = state["seed"]
+        self._resume_at = (state["epoch"], state["samples"])
+        world_size = self.trainer.world_size if self.trainer else 1
+        if state.get("world_size", world_size) != world_size:
+            warnings.warn(f"resuming on {world_size} processes instead of {state['world_size']}: "
+                          "the interrupted epoch goes on over other shards, so some of its photos "
+                          "are skipped or seen twice", stacklevel=2)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset(), shuffle=False, drop_last=False)
+        # Not sharded: every rank scores all held-out photos, so synced val metrics are exact.
+        return self._loader(self.val_dataset(), drop_last=False)
 
     def val_dataset(self) -> PhotoDataset:
         return PhotoDataset(self.val_paths, eval_transform(self.image_size), self.image_size)

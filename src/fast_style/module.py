@@ -13,6 +13,7 @@ from fast_style.losses import content_loss, gram_matrix, style_loss, total_varia
 from fast_style.transformer_net import TransformerNet
 
 JOHNSON_STYLE_LAYERS = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0}
+JOHNSON_WEIGHTS = {"content": 1.0, "style": 5.0, "tv": 1e-6}
 
 
 class StyleTransferSystem(L.LightningModule):
@@ -105,12 +106,19 @@ class StyleTransferSystem(L.LightningModule):
 
     def training_step(self, photos: torch.Tensor, batch_idx: int) -> torch.Tensor:
         losses = self.compute_losses(photos)
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()})
+        # sync_dist: under DDP the logged value is the mean over all ranks' batches, not rank 0's.
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, sync_dist=True)
         self.log("loss", losses["loss"].detach(), prog_bar=True, logger=False)
         return losses["loss"]
 
     def validation_step(self, photos: torch.Tensor, batch_idx: int) -> None:
         losses = self.compute_losses(photos)
+        # val/loss weighs by this run's own loss weights, so it cannot rank runs that differ in
+        # them (lower weights, lower loss). loss_johnson weighs the same terms by the paper's fixed
+        # weights: the objective for searches over loss weights (configs/hparams_search/).
+        losses["loss_johnson"] = (JOHNSON_WEIGHTS["content"] * losses["loss_content"]
+                                  + JOHNSON_WEIGHTS["style"] * losses["loss_style"]
+                                  + JOHNSON_WEIGHTS["tv"] * losses["loss_tv"])
         self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True,
                       batch_size=photos.shape[0])
 
