@@ -3,29 +3,41 @@
 Reads top to bottom: config -> data -> system -> callbacks and logger -> Trainer.fit.
 """
 
+import sys
 from pathlib import Path
 
 import hydra
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from fast_style.callbacks import Checkpoint, FinalMetrics, InferenceFileWriter, SampleGrid
+from fast_style.callbacks import (
+    Checkpoint,
+    FinalMetrics,
+    GracefulStop,
+    InferenceFileWriter,
+    SampleGrid,
+)
 from fast_style.data import PhotoDataModule
 from fast_style.errors import FastStyleError, exit_on_user_error
 from fast_style.module import StyleTransferSystem
+from fast_style.runs import sweep_job
 from fast_style.styles import resolve_style_image
 
 
 def train(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
     ckpt_dir = Path(cfg.ckpt_dir)
-    if cfg.ckpt_path is None and (ckpt_dir / "last.ckpt").exists() and not cfg.overwrite:
+    # Only the first process checks: DDP ranks started later would find rank 0's fresh files.
+    fresh = cfg.ckpt_path is None and rank_zero_only.rank == 0
+    if fresh and (ckpt_dir / "last.ckpt").exists() and not cfg.overwrite:
         raise FastStyleError(f"{ckpt_dir / 'last.ckpt'} exists: resume with ckpt_path=last, "
                              "train elsewhere with ckpt_dir=DIR, or replace it with overwrite=true")
 
     style_image = resolve_style_image(cfg.style.name, cfg.style.image, cfg.style.file,
                                       cfg.style.url, cfg.style.sha256)
-    datamodule = PhotoDataModule(**cfg.data)
+    datamodule = PhotoDataModule(**cfg.data, seed=cfg.seed)
     datamodule.setup()  # fail on a bad photo folder now, before the VGG and style are loaded
 
     system = StyleTransferSystem(
@@ -43,22 +55,38 @@ def train(cfg: DictConfig) -> float | None:
         InferenceFileWriter(ckpt_dir),
         SampleGrid(every_n_steps=cfg.sample_every_n_steps),
         FinalMetrics(params=OmegaConf.to_container(cfg, resolve=True)),
+        stopper := GracefulStop(),
     ]
     logger = hydra.utils.instantiate(cfg.logger)
-    trainer = L.Trainer(**cfg.trainer, logger=logger, callbacks=callbacks)
+    # PhotoDataModule shards the photos over DDP ranks itself (seeded and resumable), so
+    # Lightning must not swap its sampler for a DistributedSampler.
+    trainer = L.Trainer(**cfg.trainer, logger=logger, callbacks=callbacks,
+                        use_distributed_sampler=False)
     if trainer.is_global_zero:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, ckpt_dir / "config.yaml", resolve=True)
 
-    trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    try:
+        trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    except SIGTERMException:
+        # SIGTERM (preemption, scancel) or Ctrl-C: Lightning stopped after a whole step and the
+        # checkpoint callback saved last.ckpt. One line instead of a traceback, and the shell's
+        # exit status for a signal (128 + signal number) so schedulers see an interrupted job.
+        last = trainer.checkpoint_callback.last_model_path
+        if trainer.is_global_zero:
+            saved = (f"{last} holds step {trainer.global_step}; continue with ckpt_path=last"
+                     if last else "no step was finished, nothing saved")
+            print(f"stopped by {stopper.signal.name}: {saved}", file=sys.stderr)
+        raise SystemExit(128 + stopper.signal) from None
 
-    final = trainer.callback_metrics.get("val/loss")
+    # The number Hydra sweepers (hparams_search=optuna) minimise; see `objective` in train.yaml.
+    final = trainer.callback_metrics.get(cfg.objective)
     return None if final is None else float(final)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    with exit_on_user_error():
+    with exit_on_user_error(), sweep_job(cfg):
         return train(cfg)
 
 

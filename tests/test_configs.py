@@ -7,10 +7,14 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+import fast_style  # noqa: F401 - registers ${fast_style.run_name:...} used by train.yaml
+
 CONFIGS = REPO / "configs"
-GROUPS = ["style", "model", "loss", "data", "trainer", "logger", "experiment", "debug"]
+GROUPS = ["style", "model", "loss", "data", "trainer", "logger", "experiment", "debug",
+          "hparams_search"]
 
 
 def options(group: str) -> list[str]:
@@ -19,7 +23,10 @@ def options(group: str) -> list[str]:
 
 def compose_train(overrides=()):
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=True)
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    # ${hydra:...} then resolves as inside a run (set_config makes its argument read-only)
+    HydraConfig.instance().set_config(cfg.copy())
+    return cfg
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])

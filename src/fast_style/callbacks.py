@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
 from torchvision.utils import make_grid
 
 from fast_style.image_io import save_image
@@ -151,3 +155,38 @@ class FinalMetrics(L.Callback):
             else:  # CSV and others take no metrics with their hyperparameters
                 logger.log_hyperparams(params)
                 logger.log_metrics(metrics, step=trainer.global_step)
+
+
+class GracefulStop(L.Callback):
+    """Ctrl-C stops training the way SIGTERM does: after the current step, with a checkpoint.
+
+    Lightning handles SIGTERM (a preempted, cancelled or requeued job) at the next step boundary:
+    it raises SIGTERMException there, and the checkpoint callback (save_on_exception) writes
+    last.ckpt, so the run resumes exactly. A KeyboardInterrupt instead lands anywhere, even
+    inside an optimizer step, and what gets saved may be half-updated. So during training the
+    first Ctrl-C sends this process a SIGTERM; a second one interrupts at once, as usual.
+    ``signal`` tells train.py which of the two stopped the run.
+    """
+
+    def __init__(self):
+        self.signal = signal.SIGTERM
+        self._previous = None
+
+    def on_train_start(self, trainer, system) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum, frame) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+        self.signal = signal.SIGINT
+        rank_zero_info("\nCtrl-C: stopping after this step and saving a checkpoint "
+                       "(Ctrl-C again to abort at once)")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def teardown(self, trainer, system, stage) -> None:
+        if self._previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def on_exception(self, trainer, system, exception) -> None:
+        self.teardown(trainer, system, "fit")
