@@ -21,7 +21,7 @@ from fast_style.callbacks import (
 )
 from fast_style.data import PhotoDataModule
 from fast_style.errors import FastStyleError, exit_on_user_error
-from fast_style.module import StyleTransferSystem
+from fast_style.module import VAL_METRICS, StyleTransferSystem
 from fast_style.runs import sweep_job
 from fast_style.styles import resolve_style_image
 
@@ -34,6 +34,9 @@ def train(cfg: DictConfig) -> float | None:
     if fresh and (ckpt_dir / "last.ckpt").exists() and not cfg.overwrite:
         raise FastStyleError(f"{ckpt_dir / 'last.ckpt'} exists: resume with ckpt_path=last, "
                              "train elsewhere with ckpt_dir=DIR, or replace it with overwrite=true")
+    if cfg.objective not in VAL_METRICS:  # found now, not when a sweep's first run has ended
+        raise FastStyleError(f"objective={cfg.objective} is not logged; choose one of "
+                             f"{', '.join(VAL_METRICS)}")
 
     style_image = resolve_style_image(cfg.style.name, cfg.style.image, cfg.style.file,
                                       cfg.style.url, cfg.style.sha256)
@@ -49,13 +52,14 @@ def train(cfg: DictConfig) -> float | None:
         lr=cfg.lr,
     )
 
+    stopper = GracefulStop()
     callbacks = [
         Checkpoint(dirpath=ckpt_dir, filename="{step}", every_n_train_steps=cfg.checkpoint_every_n_steps,
                    save_top_k=0, save_last=True, enable_version_counter=False, save_on_exception=True),
         InferenceFileWriter(ckpt_dir),
         SampleGrid(every_n_steps=cfg.sample_every_n_steps),
         FinalMetrics(params=OmegaConf.to_container(cfg, resolve=True)),
-        stopper := GracefulStop(),
+        stopper,
     ]
     logger = hydra.utils.instantiate(cfg.logger)
     # PhotoDataModule shards the photos over DDP ranks itself (seeded and resumable), so

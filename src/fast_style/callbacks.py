@@ -18,7 +18,6 @@ from fast_style.image_io import save_image
 from fast_style.stylize import INFERENCE_FORMAT
 
 
-
 def stylise_eval(system: L.LightningModule, photos: torch.Tensor) -> torch.Tensor:
     """Stylise in eval mode without gradients, restoring the previous mode after."""
     was_training = system.transformer.training

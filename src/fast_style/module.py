@@ -14,6 +14,8 @@ from fast_style.transformer_net import TransformerNet
 
 JOHNSON_STYLE_LAYERS = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0}
 JOHNSON_WEIGHTS = {"content": 1.0, "style": 5.0, "tv": 1e-6}
+# What validation logs (and train.py can return to a sweeper as its objective).
+VAL_METRICS = ("val/loss", "val/loss_content", "val/loss_style", "val/loss_tv", "val/loss_johnson")
 
 
 class StyleTransferSystem(L.LightningModule):
