@@ -389,3 +389,12 @@ def test_sweep_optuna_search_reports_the_best_trial(photos, tmp_path):
     # the value minimised is each trial's final val/loss_johnson, and the best is the lowest
     assert best.best_value == pytest.approx(min(r.metrics["val/loss_johnson"] for r in runs),
                                             rel=1e-5)
+
+
+@pytest.mark.slow
+def test_sweep_objective_must_be_a_logged_metric(photos, tmp_path):
+    result = run(*cli_args(photos, tmp_path, "o", "objective=val/loss_jonhson"), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert "val/loss_johnson" in line  # the valid names are listed
+    assert not (tmp_path / "o" / "ckpt").exists()  # refused before anything was trained
