@@ -235,7 +235,9 @@ def test_a_sweep_is_summarised_with_hparams_and_final_metrics(tmp_path):
         "train.py", "-m", "debug=tiny", "trainer=cpu", "loss.style_weight=2,50",
         f"data.root={photos}", "trainer.max_steps=3",  # validates at 2 and, by FinalMetrics, at 3
         f"hydra.sweep.dir={tmp_path / 'multirun'}", "hydra.sweep.subdir=${hydra.job.num}",
-        "ckpt_dir=${hydra:runtime.output_dir}/ckpt", f"log_dir={tmp_path / 'logs'}", cwd=tmp_path)
+        "ckpt_dir=${hydra:runtime.output_dir}/ckpt", f"log_dir={tmp_path / 'logs'}",
+        "run_name=starry_night",  # one log folder for both (sweep jobs get their own by default)
+        cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
 
     versions = sorted((tmp_path / "logs" / "starry_night").glob("version_*"))
