@@ -194,8 +194,11 @@ def cmd_overfit(args, overrides) -> dict:
                              "wall_s": round(time.perf_counter() - start, 1)}
 
     fp32, mixed = (curves[p]["losses"] for p in ("32-true", cfg.trainer.precision))
-    tail = max(1, len(fp32) // 10)  # compare the mean of the last 10% of steps, not one noisy step
-    end32, end_mixed = statistics.mean(fp32[-tail:]), statistics.mean(mixed[-tail:])
+    # Median over the second half of the run: overfitting one batch with Adam at lr 1e-3 has
+    # occasional loss spikes in both precisions (seen near step 185 of 200), which a mean over
+    # the last few steps reports as a precision difference. The curves themselves are recorded.
+    half = len(fp32) // 2
+    end32, end_mixed = statistics.median(fp32[half:]), statistics.median(mixed[half:])
     return {"benchmark": "overfit", "precision": cfg.trainer.precision, "steps": args.steps,
             "batch_size": args.batch_size, "image_size": args.image_size,
             "first_loss": fp32[0], "final_loss_fp32": round(end32, 1),
