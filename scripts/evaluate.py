@@ -21,6 +21,7 @@ Options (key=value):
   out=DIR            save the stylised images (and the baseline's) here
   sheet=FILE.png     a contact sheet: photo | network | L-BFGS ... per row
   tile=160           contact sheet tile size, px
+  sheet_colors=N     save the sheet with an N-colour palette (e.g. 256: a third of the bytes)
   history=100        L-BFGS correction pairs
   device=auto        auto | cpu | cuda
   threads=N          CPU threads for torch (default: torch's choice)
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from fast_style import evaluation as ev
 from fast_style.errors import FastStyleError, exit_on_user_error
@@ -55,6 +57,7 @@ class Options:
     out: str | None = None
     sheet: str | None = None
     tile: int = 160
+    sheet_colors: int = 0
     history: int = 100
     device: str = "auto"
     threads: int | None = None
@@ -146,7 +149,7 @@ def main(argv: list[str]) -> None:
         tiles = []
         for i, path in enumerate(photos):
             tiles.append((to_pil(originals[i]),
-                          f"{path.name}\ntotal {ev.fmt(reference_scores[i]['total'])}"))
+                          f"{path.name}, unchanged\ntotal {ev.fmt(reference_scores[i]['total'])}"))
             tiles.append((to_pil(outputs[i]), f"{label}\ntotal {ev.fmt(scores[i]['total'])}"))
             for entry in (baseline["photos"][i]["snapshots"] if baseline else []):
                 if not entry.get("image") or not (image_dir / entry["image"]).is_file():
@@ -156,6 +159,9 @@ def main(argv: list[str]) -> None:
                               f"L-BFGS {entry['iterations']} it.\ntotal {ev.fmt(entry['total'])}"))
         tiles.append((load_image(style_image), f"style: {Path(style_image).stem}"))
         sheet = ev.contact_sheet(tiles, columns=2 + len(baseline_stats), tile=opts.tile)
+        if opts.sheet_colors:
+            sheet = sheet.quantize(opts.sheet_colors, method=Image.Quantize.MEDIANCUT,
+                                   dither=Image.Dither.FLOYDSTEINBERG)
         save_image(sheet, opts.sheet, optimize=True)
         print(f"\nwrote contact sheet {opts.sheet}")
 

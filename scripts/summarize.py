@@ -90,6 +90,12 @@ def main(argv: list[str]) -> None:
     ranked = sweeps.sort_runs(runs, args.sort, args.descending)
     columns = sweeps.metric_columns(runs, args.sort)
     varying = sweeps.varying_overrides(runs)
+    # Steps trained, as the network file records them (a stopped run has fewer than max_steps).
+    steps = {}
+    for run in runs:
+        path = network_file(run)
+        if path is not None:
+            steps[run.directory] = load_transformer(path)[1].get("global_step")
     out = Path(args.out or args.multirun)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -98,10 +104,10 @@ def main(argv: list[str]) -> None:
         return "" if value is None else ev.fmt(value)
 
     rows = [[rank, run.num, *[run.overrides.get(k, "") for k in varying],
-             *[metric(run, c) for c in columns], "" if run.step is None else run.step,
+             *[metric(run, c) for c in columns], steps.get(run.directory, ""),
              run.problem or ""]
             for rank, run in enumerate(ranked, 1)]
-    header = ["rank", "job", *varying, *columns, "val step", "note"]
+    header = ["rank", "job", *varying, *columns, "steps", "note"]
     title = (f"{len(runs)} run(s) of {Path(args.multirun).resolve()}, sorted by {args.sort} "
              f"({'largest' if args.descending else 'smallest'} first)")
     table = ev.markdown_table(header, rows)
@@ -109,11 +115,11 @@ def main(argv: list[str]) -> None:
     with open(out / "summary.csv", "w", newline="") as f:
         writer = csv.writer(f)
         everything = sorted({k for run in runs for k in run.overrides})
-        writer.writerow(["rank", "job", *everything, *columns, "val_step", "directory", "note"])
+        writer.writerow(["rank", "job", *everything, *columns, "steps", "directory", "note"])
         for rank, run in enumerate(ranked, 1):
             writer.writerow([rank, run.num, *[run.overrides.get(k, "") for k in everything],
                              *[run.metrics.get(c, "") for c in columns],
-                             "" if run.step is None else run.step, run.directory,
+                             steps.get(run.directory, ""), run.directory,
                              run.problem or ""])
     print(f"{title}\n\n{table}\n\nwrote {out / 'summary.md'} and {out / 'summary.csv'}")
 

@@ -418,28 +418,37 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
 
 def contact_sheet(tiles: Sequence[tuple[Image.Image, str]], columns: int, tile: int = 192,
                   font_size: int = 12) -> Image.Image:
-    """Images in a grid, each scaled to fit a ``tile`` px square and labelled underneath."""
+    """Images in a grid, each scaled to fit a ``tile`` px square and labelled underneath.
+
+    Each row is as tall as its tallest image, so a row of landscape photos leaves no gap.
+    """
     if not tiles:
         raise ValueError("a contact sheet needs at least one image")
     columns = max(1, min(columns, len(tiles)))
     font = _font(font_size)
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     wrapped = [_wrap(scratch, label, font, tile - 4) for _, label in tiles]
+    # Up or down: small test crops and big photos fill the same square.
+    images = [ImageOps.contain(image, (tile, tile), Image.Resampling.LANCZOS) for image, _ in tiles]
     line_height = font_size + 3
     label_height = line_height * max(len(lines) for lines in wrapped) + 4
-    rows = -(-len(tiles) // columns)
     pad = 4
-    size = (columns * (tile + pad) + pad, rows * (tile + label_height + pad) + pad)
-    sheet = Image.new("RGB", size, "white")
+    rows = [range(first, min(first + columns, len(tiles)))
+            for first in range(0, len(tiles), columns)]
+    row_heights = [max(images[i].height for i in row) + label_height + pad for row in rows]
+    sheet = Image.new("RGB", (columns * (tile + pad) + pad, sum(row_heights) + pad), "white")
     draw = ImageDraw.Draw(sheet)
-    for index, ((image, _), lines) in enumerate(zip(tiles, wrapped)):
-        # Up or down: small test crops and big photos fill the same square.
-        image = ImageOps.contain(image, (tile, tile), Image.Resampling.LANCZOS)
-        x0 = pad + (index % columns) * (tile + pad)
-        y0 = pad + (index // columns) * (tile + label_height + pad)
-        sheet.paste(image, (x0 + (tile - image.width) // 2, y0 + (tile - image.height) // 2))
-        for n, line in enumerate(lines):
-            draw.text((x0 + 2, y0 + tile + 2 + n * line_height), line, fill="black", font=font)
+    y0 = pad
+    for row, row_height in zip(rows, row_heights):
+        image_height = row_height - label_height - pad
+        for column, index in enumerate(row):
+            image, x0 = images[index], pad + column * (tile + pad)
+            sheet.paste(image, (x0 + (tile - image.width) // 2,
+                                y0 + (image_height - image.height) // 2))
+            for n, line in enumerate(wrapped[index]):
+                draw.text((x0 + 2, y0 + image_height + 2 + n * line_height), line, fill="black",
+                          font=font)
+        y0 += row_height
     return sheet
 
 
