@@ -139,12 +139,15 @@ def test_key_value_arguments():
 
 
 def test_contact_sheet_lays_out_labelled_tiles():
+    # 50x20, 50x30, 50x40 red images in 40 px tiles, two columns: scaled to 40x16, 40x24, 40x32.
     tiles = [(Image.new("RGB", (50, 20 + 10 * i), "red"), f"tile {i}") for i in range(3)]
     sheet = ev.contact_sheet(tiles, columns=2, tile=40)
     assert sheet.width == 2 * (40 + 4) + 4
-    assert sheet.height > 2 * (40 + 4)  # two rows of tiles plus their labels
-    # the first tile is scaled up to the tile's width and centred
-    assert sheet.getpixel((4 + 20, 4 + 20)) == (255, 0, 0)
+    label = 12 + 3 + 4  # one line of the 12 px font, plus spacing
+    assert sheet.height == 4 + (24 + label + 4) + (32 + label + 4)  # rows as tall as their images
+    column = [sheet.getpixel((24, y)) for y in range(4, 4 + 24)]
+    # the first image, 16 px tall, centred in its 24 px row, with white above and below
+    assert column.count((255, 0, 0)) == 16 and column[0] == column[-1] == (255, 255, 255)
 
 
 # ----------------------------------------------------------------------------------------------
