@@ -218,7 +218,7 @@ def test_seed_makes_cpu_runs_identical_with_or_without_workers(photos, baseline,
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=False, reason=(
-    "timing-dependent, open bug: in one CI run the SIGTERM landed so that last.ckpt held "
+    "open bug, seen in both clean-clone CI runs (passed in earlier runs): the SIGTERM landed so that last.ckpt held "
     "global_step 4 while the resumed run logged steps 5-8 and its losses left the uninterrupted "
     "curve (7.05e6 vs 7.15e6 at the first resumed step); other runs match exactly. Lightning "
     "raises SIGTERMException in on_advance_end after _batches_that_stepped is incremented."))
