@@ -45,22 +45,14 @@ STYLE_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "style"
 
 
 @dataclass
-class Options:
+class Options(ev.JudgedPhotosOptions):
     ckpt: str | None = None
-    content: str | None = None
-    style: str | None = None
-    size: int | None = None
-    val_count: int | None = None
-    limit: int | None = None
     baseline: str = ""
     baseline_from: str | None = None
     out: str | None = None
     sheet: str | None = None
     tile: int = 160
     sheet_colors: int = 0
-    history: int = 100
-    device: str = "auto"
-    threads: int | None = None
 
 
 def run_network(net, judge, photos, size, device):

@@ -34,17 +34,9 @@ STYLE_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "style"
 
 
 @dataclass
-class Options:
-    content: str | None = None
-    style: str | None = None
+class Options(ev.JudgedPhotosOptions):
     iters: str = "50,100,300"
-    size: int | None = None
-    val_count: int | None = None
-    limit: int | None = None
     out: str = "outputs/optimize"
-    history: int = 100
-    device: str = "auto"
-    threads: int | None = None
 
 
 def main(argv: list[str]) -> None:

@@ -456,6 +456,21 @@ def contact_sheet(tiles: Sequence[tuple[Image.Image, str]], columns: int, tile: 
 # key=value command lines (Hydra's spelling; Hydra itself would read iters=50,100,300 as a sweep)
 
 
+@dataclass
+class JudgedPhotosOptions:
+    """The key=value options evaluate.py and optimize.py share: which photos, at what size, and
+    how the judge (and L-BFGS) run. Each script's Options adds its own fields."""
+
+    content: str | None = None
+    style: str | None = None
+    size: int | None = None
+    val_count: int | None = None
+    limit: int | None = None
+    history: int = 100
+    device: str = "auto"
+    threads: int | None = None
+
+
 def parse_key_values(schema: type, argv: Sequence[str], usage: str):
     """``key=value`` arguments -> an instance of the dataclass ``schema``, typed and checked."""
     if any(arg in ("-h", "--help") for arg in argv):
