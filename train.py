@@ -3,6 +3,7 @@
 Reads top to bottom: config -> data -> system -> callbacks and logger -> Trainer.fit.
 """
 
+import signal
 import sys
 from pathlib import Path
 
@@ -73,15 +74,16 @@ def train(cfg: DictConfig) -> float | None:
     try:
         trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     except SIGTERMException:
-        # SIGTERM (preemption, scancel) or Ctrl-C: Lightning stopped after a whole step and the
-        # checkpoint callback saved last.ckpt. One line instead of a traceback, and the shell's
-        # exit status for a signal (128 + signal number) so schedulers see an interrupted job.
+        # SIGTERM (preemption, scancel) or Ctrl-C: GracefulStop stopped after a whole step and
+        # the checkpoint callback saved last.ckpt. One line instead of a traceback, and the
+        # shell's exit status for a signal (128 + signal number) so schedulers see an interrupted job.
+        stopped_by = stopper.signal or signal.SIGTERM
         last = trainer.checkpoint_callback.last_model_path
         if trainer.is_global_zero:
             saved = (f"{last} holds step {trainer.global_step}; continue with ckpt_path=last"
                      if last else "no step was finished, nothing saved")
-            print(f"stopped by {stopper.signal.name}: {saved}", file=sys.stderr)
-        raise SystemExit(128 + stopper.signal) from None
+            print(f"stopped by {stopped_by.name}: {saved}", file=sys.stderr)
+        raise SystemExit(128 + stopped_by) from None
 
     # The number Hydra sweepers (hparams_search=optuna) minimise; see `objective` in train.yaml.
     final = trainer.callback_metrics.get(cfg.objective)

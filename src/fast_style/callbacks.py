@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torchvision.utils import make_grid
 
 from fast_style.image_io import save_image
@@ -157,35 +157,58 @@ class FinalMetrics(L.Callback):
 
 
 class GracefulStop(L.Callback):
-    """Ctrl-C stops training the way SIGTERM does: after the current step, with a checkpoint.
+    """SIGTERM or Ctrl-C stops training after the current step, with a checkpoint that resumes it.
 
-    Lightning handles SIGTERM (a preempted, cancelled or requeued job) at the next step boundary:
-    it raises SIGTERMException there, and the checkpoint callback (save_on_exception) writes
-    last.ckpt, so the run resumes exactly. A KeyboardInterrupt instead lands anywhere, even
-    inside an optimizer step, and what gets saved may be half-updated. So during training the
-    first Ctrl-C sends this process a SIGTERM; a second one interrupts at once, as usual.
-    ``signal`` tells train.py which of the two stopped the run.
+    A preempted, cancelled or requeued job gets SIGTERM; a person presses Ctrl-C. Either can land
+    anywhere: inside an optimizer step, during validation, between two loops. The handlers only
+    note it. At the end of the step in progress (``on_train_batch_end``) the processes agree to
+    stop (one tiny all-reduce under DDP, as Lightning does itself every step) and raise Lightning's
+    SIGTERMException; the checkpoint callback (save_on_exception) then writes last.ckpt.
+
+    Why not Lightning's own SIGTERM handling: it raises later, after the loop has advanced its
+    logger-step counter, and its resume logic expects checkpoints taken where ModelCheckpoint takes
+    them. A run resumed from there logged every step one too high when the stop fell on a
+    validation step, and after an epoch's last step also trained on the wrong batches.
+    ``on_train_batch_end`` is where ModelCheckpoint saves, so the resume is exact.
+
+    A second Ctrl-C interrupts at once, as usual. ``signal`` says which signal stopped the run.
     """
 
     def __init__(self):
-        self.signal = signal.SIGTERM
-        self._previous = None
+        self.signal: signal.Signals | None = None
+        self._previous: dict[signal.Signals, object] = {}
 
     def on_train_start(self, trainer, system) -> None:
+        if trainer.received_sigterm:  # came before training started, to Lightning's handler
+            self.signal = signal.SIGTERM
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._note)
 
-    def _on_sigint(self, signum, frame) -> None:
-        signal.signal(signal.SIGINT, self._previous)
-        self.signal = signal.SIGINT
-        rank_zero_info("\nCtrl-C: stopping after this step and saving a checkpoint "
-                       "(Ctrl-C again to abort at once)")
-        os.kill(os.getpid(), signal.SIGTERM)
+    def _note(self, signum, frame) -> None:
+        if signum == signal.SIGINT:  # the next Ctrl-C raises KeyboardInterrupt at once
+            signal.signal(signal.SIGINT, self._previous.pop(signal.SIGINT))
+        if self.signal is None:
+            self.signal = signal.Signals(signum)
+            rank_zero_info(f"\n{self.signal.name}: stopping after this step and saving a checkpoint"
+                           + (" (Ctrl-C again to abort at once)" if signum == signal.SIGINT else ""))
+
+    def on_train_batch_end(self, trainer, system, outputs, batch, batch_idx) -> None:
+        if trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False):
+            self.signal = self.signal or signal.SIGTERM  # another process was signalled
+            # Lightning sends a step's metrics to the loggers after this hook: send them now, at
+            # the step Lightning would use (as it does when a run stops), or the curve has a hole.
+            step_metrics = {k: float(v) for k, v in trainer.logged_metrics.items()}
+            step_metrics.setdefault("epoch", trainer.current_epoch)
+            for logger in trainer.loggers:
+                logger.log_metrics(step_metrics, step=trainer.global_step - 1)
+            raise SIGTERMException
 
     def teardown(self, trainer, system, stage) -> None:
-        if self._previous is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+        self._previous = {}
 
     def on_exception(self, trainer, system, exception) -> None:
         self.teardown(trainer, system, "fit")
