@@ -30,3 +30,26 @@ def test_only_the_transform_net_learns(style_path):
     assert trainable == {"transformer"}
     params = {id(p) for group in system.configure_optimizers().param_groups for p in group["params"]}
     assert params == {id(p) for p in system.transformer.parameters()}
+
+
+def test_compiled_training_follows_eager_in_bf16(style_path):
+    # model.compile=true once gave NaN losses from the second step (one graph for the whole
+    # width-32 network, bf16, CPU) while eager was fine: the two must train alike.
+    def losses(compile: bool) -> list[float]:
+        torch.manual_seed(0)
+        system = StyleTransferSystem(str(style_path), style_size=64, width=32,
+                                     num_residual_blocks=1, compile=compile)
+        optimizer = system.configure_optimizers()
+        photos = torch.rand(2, 3, 64, 64)
+        curve = []
+        for _ in range(3):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = system.compute_losses(photos)["loss"]
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            curve.append(loss.item())
+        return curve
+
+    eager, compiled = losses(False), losses(True)
+    assert compiled == pytest.approx(eager, rel=0.02), (eager, compiled)

@@ -50,6 +50,10 @@ class InstanceNorm2d(nn.InstanceNorm2d):
         if self.stats is not None and not self.training:
             mean, var = self.stats
             return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+        if torch.compiler.is_compiling():
+            # Inductor writes its own kernels (no channels_last copies to avoid), and the batch
+            # norm route gave NaN gradients there in bf16 (torch 2.14, CPU; eager is fine).
+            return F.instance_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         if x.shape[0] == 1:
             return self._normalise_one(x)
         return torch.cat([self._normalise_one(image) for image in x.split(1)])
