@@ -23,7 +23,7 @@ from fast_style.callbacks import (
 from fast_style.data import PhotoDataModule
 from fast_style.errors import FastStyleError, exit_on_user_error
 from fast_style.module import VAL_METRICS, StyleTransferSystem
-from fast_style.runs import sweep_job
+from fast_style.runs import resumed_tensorboard_run, sweep_job
 from fast_style.styles import resolve_style_image
 
 
@@ -62,7 +62,12 @@ def train(cfg: DictConfig) -> float | None:
         FinalMetrics(params=OmegaConf.to_container(cfg, resolve=True)),
         stopper,
     ]
-    logger = hydra.utils.instantiate(cfg.logger)
+    # A resumed run logs on in the interrupted run's TensorBoard run: one run, continuing curves.
+    # (CSVLogger would empty a reused version's metrics.csv: a CSV run gets a new version.)
+    continued = {}
+    if str(cfg.logger._target_).endswith("TensorBoardLogger"):
+        continued = resumed_tensorboard_run(cfg.ckpt_path, ckpt_dir)
+    logger = hydra.utils.instantiate(cfg.logger, **continued)
     # PhotoDataModule shards the photos over DDP ranks itself (seeded and resumable), so
     # Lightning must not swap its sampler for a DistributedSampler.
     trainer = L.Trainer(**cfg.trainer, logger=logger, callbacks=callbacks,

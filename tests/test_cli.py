@@ -79,6 +79,13 @@ def test_resume_continues_the_global_step(trained):
     state = torch.load(tmp / "ckpt" / "last.ckpt", weights_only=True)
     assert state["global_step"] == 6
     assert torch.load(tmp / "ckpt" / "starry_night.pth", weights_only=True)["global_step"] == 6
+    # One TensorBoard run whose curves go on: not a version_1 for the resumed part.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    [version] = (tmp / "logs" / "starry_night").iterdir()
+    assert len(list(version.glob("events.out.tfevents.*"))) == 2
+    acc = EventAccumulator(str(version)).Reload()
+    assert [event.step for event in acc.Scalars("train/loss")] == list(range(6))
 
 
 def test_a_fresh_run_never_replaces_earlier_work(trained):

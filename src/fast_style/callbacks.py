@@ -105,11 +105,16 @@ class InferenceFileWriter(L.Callback):
 
 
 class Checkpoint(ModelCheckpoint):
-    """Lightning's ModelCheckpoint, plus last.ckpt at the very end of training.
+    """Lightning's ModelCheckpoint, plus last.ckpt at the very end and the logger version inside.
 
     Lightning writes last.ckpt at train end only if nothing was saved before; the steps after the
     last periodic save would then be lost whenever max_steps is not a multiple of the interval.
+    The logger version lets a resumed run log on in the same TensorBoard run
+    (runs.resumed_tensorboard_run).
     """
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        checkpoint["log_version"] = trainer.logger.version if trainer.logger else None
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:

@@ -5,6 +5,7 @@
   overrides, so no two jobs write the same files. Registered as the OmegaConf resolver
   ``fast_style.run_name`` when fast_style is imported, so anything that reads a run's saved
   config back (scripts/summarize.py) resolves the same name.
+- ``resumed_tensorboard_run``: where a resumed run's TensorBoard logging goes on.
 - ``cache_lock``: an inter-process lock (``fcntl.flock``) around filling a cache entry, so DDP
   ranks and parallel sweep jobs download or convert once and the others then read the cache.
 """
@@ -18,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from fast_style.errors import FastStyleError
@@ -34,11 +36,18 @@ def run_name(name: str, mode=None, override_dirname: str | None = None) -> str:
     """
     if str(getattr(mode, "name", mode)) != "MULTIRUN" or not override_dirname:
         return str(name)
-    return f"{name}/{str(override_dirname).replace('/', '_')}"
+    return f"{name}/{one_folder(override_dirname)}"
+
+
+def one_folder(name: str) -> str:
+    """``name`` usable as one folder: a ``/`` (a path in an override) becomes ``_``."""
+    return str(name).replace("/", "_")
 
 
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("fast_style.run_name", run_name, replace=True)
+    # hydra.sweep.subdir in configs/train.yaml: one folder per sweep job, whatever its overrides.
+    OmegaConf.register_new_resolver("fast_style.one_folder", one_folder, replace=True)
 
 
 @contextlib.contextmanager
@@ -100,3 +109,25 @@ def cache_lock(target: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def resumed_tensorboard_run(ckpt_path: str | None, ckpt_dir: Path) -> dict:
+    """TensorBoardLogger arguments that make a resumed run go on in the interrupted one's run.
+
+    Every checkpoint records its logger version (callbacks.Checkpoint). Writing on in that version
+    shows one run in TensorBoard whose curves continue, not a version_N per restart, and
+    ``purge_step`` (torch's SummaryWriter) hides what the interrupted run logged after the
+    checkpoint's step, which the resumed run logs again. Empty (a new version, Lightning's
+    default) for a fresh run or a checkpoint without a version; a missing or unreadable file is
+    left for Lightning's resume to report.
+    """
+    if ckpt_path is None:
+        return {}
+    path = ckpt_dir / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - missing, truncated, not a torch file: the resume reports it
+        return {}
+    if state.get("log_version") is None:
+        return {}
+    return {"version": state["log_version"], "purge_step": int(state["global_step"])}
