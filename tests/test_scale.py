@@ -243,7 +243,7 @@ def test_resume_after_sigterm_continues_the_step_and_the_loss_curve(photos, base
 
 
 # train.py, with SIGTERM sent to itself when a chosen hook runs at a chosen global step: a
-# preemption landing at an exact point of the loop, every time.
+# preemption landing at an exact point of the loop, every time. Or a crash inside a step.
 SIGNAL_AT_STEP_SCRIPT = textwrap.dedent('''
     import os, runpy, signal, sys
 
@@ -260,6 +260,10 @@ SIGNAL_AT_STEP_SCRIPT = textwrap.dedent('''
         def on_validation_start(self, trainer, *args):
             if hook == "validation" and trainer.global_step == step:
                 os.kill(os.getpid(), signal.SIGTERM)
+
+        def on_before_optimizer_step(self, trainer, *args):
+            if hook == "crash" and trainer.global_step == step:
+                raise RuntimeError("a crash half-way through a step")
 
     init = L.Trainer.__init__
 
@@ -308,6 +312,29 @@ def test_resume_after_sigterm_at_any_point_of_the_loop_repeats_the_uninterrupted
     resumed = run(*args, "ckpt_path=last", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_curve(tmp_path, "s", baseline)
+
+
+@pytest.mark.slow
+def test_resume_after_a_crash_inside_a_step_uses_the_last_good_checkpoint(photos, baseline,
+                                                                          tmp_path):
+    script = tmp_path / "signal_at_step.py"
+    script.write_text(SIGNAL_AT_STEP_SCRIPT)
+    args = cli_args(photos, tmp_path, "x", "trainer.max_steps=8", "seed=7",
+                    "checkpoint_every_n_steps=2", "sample_every_n_steps=1000")
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    crashed = subprocess.run([sys.executable, str(script), "crash", "3", str(REPO / "train.py"),
+                              *args], capture_output=True, text=True, cwd=tmp_path, env=env,
+                             timeout=300, check=False)
+    assert crashed.returncode != 0 and "half-way through a step" in crashed.stderr
+    # step 3's gradients existed but its update never happened: last.ckpt stays at step 2
+    ckpt = tmp_path / "x" / "ckpt"
+    assert torch.load(ckpt / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert not (ckpt / "step=3.ckpt").exists()
+
+    resumed = run(*args, "ckpt_path=last", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert train_losses(tmp_path, "x") == {step: pytest.approx(baseline[step], rel=1e-6)
+                                           for step in range(8)}
 
 
 @pytest.mark.slow

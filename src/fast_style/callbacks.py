@@ -116,6 +116,13 @@ class Checkpoint(ModelCheckpoint):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         checkpoint["log_version"] = trainer.logger.version if trainer.logger else None
 
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        # Only GracefulStop's stop (SIGTERMException, at a step's end) leaves a state that resumes
+        # exactly. A crash or a second Ctrl-C can land inside a step: keep the last good
+        # last.ckpt rather than overwrite it with a half-done step.
+        if isinstance(exception, SIGTERMException):
+            super().on_exception(trainer, pl_module, exception)
+
     def on_train_end(self, trainer, pl_module) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
