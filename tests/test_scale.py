@@ -279,11 +279,14 @@ def assert_same_curve(tmp, name, baseline):
     """The interrupted and the resumed run's logs together: every step once, the baseline's losses."""
     import csv
 
-    steps = []
+    steps, val_losses = [], []
     for metrics in sorted((tmp / name / "logs").rglob("metrics.csv")):
         with open(metrics, newline="") as f:
-            steps += [int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")]
+            for row in csv.DictReader(f):
+                steps += [int(row["step"])] if row.get("train/loss") else []
+                val_losses += [row["val/loss"]] if row.get("val/loss") else []
     assert sorted(steps) == list(range(8)), "a step logged twice, or not at all"
+    assert len(set(val_losses)) == len(val_losses), "a validation result logged again later"
     losses = train_losses(tmp, name)  # same weights, Adam state, photos and crops: same curve
     assert losses == {step: pytest.approx(baseline[step], rel=1e-6) for step in range(8)}
 

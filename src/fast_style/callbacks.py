@@ -210,7 +210,9 @@ class GracefulStop(L.Callback):
             self.signal = self.signal or signal.SIGTERM  # another process was signalled
             # Lightning sends a step's metrics to the loggers after this hook: send them now, at
             # the step Lightning would use (as it does when a run stops), or the curve has a hole.
-            step_metrics = {k: float(v) for k, v in trainer.logged_metrics.items()}
+            # Only train/*: logged_metrics also still holds the last validation's values.
+            step_metrics = {k: float(v) for k, v in trainer.logged_metrics.items()
+                            if k.startswith("train/")}
             step_metrics.setdefault("epoch", trainer.current_epoch)
             for logger in trainer.loggers:
                 logger.log_metrics(step_metrics, step=trainer.global_step - 1)

@@ -19,7 +19,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from fast_style.errors import FastStyleError
@@ -121,6 +120,8 @@ def resumed_tensorboard_run(ckpt_path: str | None, ckpt_dir: Path) -> dict:
     default) for a fresh run or a checkpoint without a version; a missing or unreadable file is
     left for Lightning's resume to report.
     """
+    import torch  # here: importing fast_style (this module registers its resolvers) stays light
+
     if ckpt_path is None:
         return {}
     path = ckpt_dir / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
