@@ -275,6 +275,16 @@ SIGNAL_AT_STEP_SCRIPT = textwrap.dedent('''
 ''')
 
 
+def run_preempted(hook, at, args, cwd):
+    """train.py under SIGNAL_AT_STEP_SCRIPT: ``hook`` ("train_step", "validation", "crash") at
+    global step ``at``."""
+    script = cwd / "signal_at_step.py"
+    script.write_text(SIGNAL_AT_STEP_SCRIPT)
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, str(script), hook, str(at), str(REPO / "train.py"),
+                           *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300, check=False)
+
 def assert_same_curve(tmp, name, baseline):
     """The interrupted and the resumed run's logs together: every step once, the baseline's losses."""
     import csv
@@ -300,14 +310,9 @@ def assert_same_curve(tmp, name, baseline):
 ])
 def test_resume_after_sigterm_at_any_point_of_the_loop_repeats_the_uninterrupted_run(
         photos, baseline, tmp_path, hook, at, stops_at):
-    script = tmp_path / "signal_at_step.py"
-    script.write_text(SIGNAL_AT_STEP_SCRIPT)
     args = cli_args(photos, tmp_path, "s", "trainer.max_steps=8", "seed=7",
                     "checkpoint_every_n_steps=1000", "sample_every_n_steps=1000")
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    stopped = subprocess.run([sys.executable, str(script), hook, str(at), str(REPO / "train.py"),
-                              *args], capture_output=True, text=True, cwd=tmp_path, env=env,
-                             timeout=300, check=False)
+    stopped = run_preempted(hook, at, args, cwd=tmp_path)
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
     assert torch.load(tmp_path / "s" / "ckpt" / "last.ckpt",
                       weights_only=True)["global_step"] == stops_at
@@ -320,14 +325,9 @@ def test_resume_after_sigterm_at_any_point_of_the_loop_repeats_the_uninterrupted
 @pytest.mark.slow
 def test_resume_after_a_crash_inside_a_step_uses_the_last_good_checkpoint(photos, baseline,
                                                                           tmp_path):
-    script = tmp_path / "signal_at_step.py"
-    script.write_text(SIGNAL_AT_STEP_SCRIPT)
     args = cli_args(photos, tmp_path, "x", "trainer.max_steps=8", "seed=7",
                     "checkpoint_every_n_steps=2", "sample_every_n_steps=1000")
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    crashed = subprocess.run([sys.executable, str(script), "crash", "3", str(REPO / "train.py"),
-                              *args], capture_output=True, text=True, cwd=tmp_path, env=env,
-                             timeout=300, check=False)
+    crashed = run_preempted("crash", 3, args, cwd=tmp_path)
     assert crashed.returncode != 0 and "half-way through a step" in crashed.stderr
     # step 3's gradients existed but its update never happened: last.ckpt stays at step 2
     ckpt = tmp_path / "x" / "ckpt"
@@ -441,13 +441,8 @@ def test_ddp_sigterm_to_one_process_stops_both_and_the_resumed_run_matches(photo
     assert whole.returncode == 0, whole.stderr[-3000:]
 
     # Lightning starts rank 1 by re-running train.py itself: only rank 0 gets the signal.
-    script = tmp_path / "signal_at_step.py"
-    script.write_text(SIGNAL_AT_STEP_SCRIPT)
     args = cli_args(photos, tmp_path, "i", *ddp)
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    stopped = subprocess.run([sys.executable, str(script), "train_step", "0",
-                              str(REPO / "train.py"), *args], capture_output=True, text=True,
-                             cwd=tmp_path, env=env, timeout=300, check=False)
+    stopped = run_preempted("train_step", 0, args, cwd=tmp_path)
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
     state = torch.load(tmp_path / "i" / "ckpt" / "last.ckpt", weights_only=True)
     assert state["global_step"] == 1 and state["PhotoDataModule"]["world_size"] == 2
