@@ -20,34 +20,37 @@ import hydra
 from omegaconf import DictConfig
 
 from fast_style.batch import plan_jobs, run_jobs
+from fast_style.checks import choice, flag, number, whole
 from fast_style.errors import FastStyleError, exit_on_user_error
-from fast_style.stylize import StyleOptions, load_model
+from fast_style.stylize import DEVICES, PRECISIONS, StyleOptions, load_model
 
 
 def _tile(value) -> int | None:
     if value is None or str(value).lower() == "auto":
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise FastStyleError(f"tile={value} must be auto, 0 (never) or a size in px") from None
+    return whole("tile", value, low=0)
 
 
 def infer(cfg: DictConfig) -> int:
     if not cfg.ckpt or not cfg.input:
         raise FastStyleError("usage: python infer.py ckpt=CHECKPOINT input=PHOTO|FOLDER|GLOB "
                              "[output=FILE|FOLDER]")
-    options = StyleOptions(tile=_tile(cfg.tile), tile_overlap=int(cfg.tile_overlap),
-                           auto_tile_pixels=int(cfg.auto_tile_pixels),
-                           preserve_color=bool(cfg.preserve_color), strength=float(cfg.strength))
+    # Every value is checked before the model loads or a photo is read: one line naming the key.
+    options = StyleOptions(tile=_tile(cfg.tile), tile_overlap=whole("tile_overlap", cfg.tile_overlap, 0),
+                           auto_tile_pixels=whole("auto_tile_pixels", cfg.auto_tile_pixels, 1),
+                           preserve_color=flag("preserve_color", cfg.preserve_color),
+                           strength=number("strength", cfg.strength, 0, 1))
     options.validate()
-    if cfg.max_size is not None and int(cfg.max_size) < 1:
-        raise FastStyleError(f"max_size={cfg.max_size} must be a positive size in px")
+    max_size = whole("max_size", cfg.max_size, low=1, optional=True)
+    max_pixels = whole("max_pixels", cfg.max_pixels, low=0)
+    quality = whole("quality", cfg.quality, low=1, high=100)
+    skip_existing, progress = flag("skip_existing", cfg.skip_existing), flag("progress", cfg.progress)
+    device = choice("device", cfg.device, DEVICES)
+    precision = choice("precision", cfg.precision, PRECISIONS)
     jobs = plan_jobs(str(cfg.input), cfg.output and str(cfg.output), cfg.format)
-    model = load_model(cfg.ckpt, cfg.device, cfg.precision)
-    summary = run_jobs(model, jobs, options, max_size=cfg.max_size and int(cfg.max_size),
-                       quality=int(cfg.quality), skip_existing=bool(cfg.skip_existing),
-                       progress=bool(cfg.progress))
+    model = load_model(cfg.ckpt, device, precision)
+    summary = run_jobs(model, jobs, options, max_size=max_size, quality=quality,
+                       skip_existing=skip_existing, progress=progress, max_pixels=max_pixels)
     where = str(summary.written[0]) if len(jobs) == 1 and summary.written else \
         f"{len(summary.written)} of {len(jobs)} photos"
     if summary.written:

@@ -15,22 +15,35 @@ from omegaconf import DictConfig, OmegaConf
 
 from fast_style.callbacks import (
     Checkpoint,
+    ConfigWriter,
     FinalMetrics,
     GracefulStop,
     InferenceFileWriter,
+    SafeCheckpointIO,
     SampleGrid,
 )
+from fast_style.checks import check_training_config
 from fast_style.data import PhotoDataModule
 from fast_style.errors import FastStyleError, exit_on_user_error
 from fast_style.module import VAL_METRICS, StyleTransferSystem
-from fast_style.runs import resumed_tensorboard_run, sweep_job
+from fast_style.runs import read_resume_checkpoint, resumed_tensorboard_run, sweep_job
+from fast_style.safe_io import remove_stale_temps, run_lock
 from fast_style.styles import resolve_style_image
 
 
 def train(cfg: DictConfig) -> float | None:
+    check_training_config(cfg)  # every value, before any file, model or photo is touched
     L.seed_everything(cfg.seed, workers=True)
     ckpt_dir = Path(cfg.ckpt_dir)
-    # Only the first process checks: DDP ranks started later would find rank 0's fresh files.
+    # One run per checkpoint folder. Only the first process locks and checks: DDP ranks started
+    # later would find rank 0's lock and fresh files.
+    with run_lock(ckpt_dir, enabled=rank_zero_only.rank == 0):
+        if rank_zero_only.rank == 0:
+            remove_stale_temps(ckpt_dir)  # a killed run's half-written files: we hold the lock
+        return _train_locked(cfg, ckpt_dir)
+
+
+def _train_locked(cfg: DictConfig, ckpt_dir: Path) -> float | None:
     fresh = cfg.ckpt_path is None and rank_zero_only.rank == 0
     if fresh and (ckpt_dir / "last.ckpt").exists() and not cfg.overwrite:
         raise FastStyleError(f"{ckpt_dir / 'last.ckpt'} exists: resume with ckpt_path=last, "
@@ -38,6 +51,9 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.objective not in VAL_METRICS:  # found now, not when a sweep's first run has ended
         raise FastStyleError(f"objective={cfg.objective} is not logged; choose one of "
                              f"{', '.join(VAL_METRICS)}")
+    # Read and checked here (weights only, local file, fields of the right types), not left to
+    # Lightning, which would unpickle anything from a URL.
+    ckpt_path, resume_state = read_resume_checkpoint(cfg.ckpt_path, ckpt_dir)
 
     style_image = resolve_style_image(cfg.style.name, cfg.style.image, cfg.style.file,
                                       cfg.style.url, cfg.style.sha256)
@@ -58,6 +74,7 @@ def train(cfg: DictConfig) -> float | None:
         Checkpoint(dirpath=ckpt_dir, filename="{step}", every_n_train_steps=cfg.checkpoint_every_n_steps,
                    save_top_k=0, save_last=True, enable_version_counter=False, save_on_exception=True),
         InferenceFileWriter(ckpt_dir),
+        ConfigWriter(ckpt_dir, OmegaConf.to_yaml(cfg, resolve=True)),
         SampleGrid(every_n_steps=cfg.sample_every_n_steps),
         FinalMetrics(params=OmegaConf.to_container(cfg, resolve=True)),
         stopper,
@@ -66,18 +83,18 @@ def train(cfg: DictConfig) -> float | None:
     # (CSVLogger would empty a reused version's metrics.csv: a CSV run gets a new version.)
     continued = {}
     if str(cfg.logger._target_).endswith("TensorBoardLogger"):
-        continued = resumed_tensorboard_run(cfg.ckpt_path, ckpt_dir)
+        continued = resumed_tensorboard_run(resume_state)
     logger = hydra.utils.instantiate(cfg.logger, **continued)
+    trainer_args = dict(cfg.trainer)
+    if cfg.data.val_count == 0:  # nothing held out: train and save without validation
+        trainer_args.update(limit_val_batches=0, num_sanity_val_steps=0)
     # PhotoDataModule shards the photos over DDP ranks itself (seeded and resumable), so
     # Lightning must not swap its sampler for a DistributedSampler.
-    trainer = L.Trainer(**cfg.trainer, logger=logger, callbacks=callbacks,
-                        use_distributed_sampler=False)
-    if trainer.is_global_zero:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, ckpt_dir / "config.yaml", resolve=True)
+    trainer = L.Trainer(**trainer_args, logger=logger, callbacks=callbacks,
+                        plugins=[SafeCheckpointIO()], use_distributed_sampler=False)
 
     try:
-        trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
         # SIGTERM (preemption, scancel) or Ctrl-C: GracefulStop stopped after a whole step and
         # the checkpoint callback saved last.ckpt. One line instead of a traceback, and the

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from fast_style.errors import FastStyleError
 from fast_style.transformer_net import TransformerNet
 
 
@@ -45,9 +46,18 @@ def test_default_architecture_matches_johnson():
 
 
 def test_rejects_unknown_options():
-    with pytest.raises(ValueError, match="norm"):
+    with pytest.raises(FastStyleError, match="norm"):
         TransformerNet(norm="layer")
-    with pytest.raises(ValueError, match="upsample"):
+    with pytest.raises(FastStyleError, match="upsample"):
         TransformerNet(upsample="bilinear")
-    with pytest.raises(ValueError, match="output_activation"):
+    with pytest.raises(FastStyleError, match="output_activation"):
         TransformerNet(output_activation="relu")
+
+
+@pytest.mark.parametrize("settings", [{"width": 10**6}, {"width": 0}, {"width": 2.5},
+                                      {"width": True}, {"num_residual_blocks": 10**5},
+                                      {"num_residual_blocks": -1}, {"width": "32"}])
+def test_sizes_out_of_range_are_refused_before_allocating(settings):
+    # The settings also come from untrusted checkpoints: a huge width must not allocate first.
+    with pytest.raises(FastStyleError, match=f"model.{next(iter(settings))}"):
+        TransformerNet(**settings)

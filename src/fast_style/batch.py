@@ -19,7 +19,7 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
 from fast_style.errors import FastStyleError
-from fast_style.image_io import INFER_SUFFIXES, Photo, load_photo, save_photo
+from fast_style.image_io import INFER_SUFFIXES, MAX_PIXELS, Photo, load_photo, save_photo
 from fast_style.stylize import Model, StyleOptions, stylize_photo
 
 GLOB_CHARS = frozenset("*?[")
@@ -65,6 +65,22 @@ def _photos_under(root: Path, exclude: Path | None) -> list[Path]:
     return sorted(found)
 
 
+def _through_linked_folder(path: Path, base: Path) -> bool:
+    """Whether ``path`` lies inside a symlinked folder below ``base``. A ``**`` glob follows such
+    links (a link cycle turned one photo into dozens of copies); folder inputs never do, and
+    globs now match them."""
+    try:
+        parts = path.parent.relative_to(base).parts
+    except ValueError:
+        return False
+    folder = base
+    for part in parts:
+        folder = folder / part
+        if folder.is_symlink():
+            return True
+    return False
+
+
 def _glob_base(pattern: str) -> Path:
     """The folder a glob's results are named relative to: its parts before the first wildcard."""
     parts = []
@@ -108,7 +124,8 @@ def plan_jobs(input: str, output: str | None = None, fmt: str | None = None) -> 
             if out is None:
                 raise FastStyleError(f"input={input} is a glob: pass output=FOLDER for the results")
             sources = sorted(Path(p) for p in glob.glob(str(source), recursive=True)
-                             if Path(p).suffix.lower() in INFER_SUFFIXES and Path(p).is_file())
+                             if Path(p).suffix.lower() in INFER_SUFFIXES and Path(p).is_file()
+                             and not _through_linked_folder(Path(p), base))
         else:
             raise FastStyleError(f"input={input} not found: pass a photo, a folder or a glob "
                                  "such as 'photos/*.jpg' (quoted)")
@@ -153,7 +170,8 @@ def shrink(photo: Photo, max_size: int | None) -> Photo:
 
 def run_jobs(model: Model, jobs: list[Job], options: StyleOptions, max_size: int | None = None,
              quality: int = 95, skip_existing: bool = False, progress: bool = True,
-             say: Callable[[str], None] | None = None) -> Summary:
+             say: Callable[[str], None] | None = None, max_pixels: int | None = MAX_PIXELS
+             ) -> Summary:
     """Stylise every job; a failure is reported through ``say`` and the others still run."""
     summary = Summary()
     say = say or (lambda line: tqdm.write(line, file=sys.stderr))
@@ -166,7 +184,7 @@ def run_jobs(model: Model, jobs: list[Job], options: StyleOptions, max_size: int
             continue
         tiles = _TileBar(enabled=progress)
         try:
-            photo = shrink(load_photo(job.source), max_size)
+            photo = shrink(load_photo(job.source, max_size, max_pixels), max_size)
             rgb = stylize_photo(model, photo.rgb, options, progress=tiles.update)
             for note in save_photo(Photo(rgb, photo.alpha, photo.icc_profile), job.target,
                                    quality=quality):

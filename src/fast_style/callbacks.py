@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
@@ -15,6 +16,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torchvision.utils import make_grid
 
 from fast_style.image_io import save_image
+from fast_style.safe_io import atomic_save, atomic_write_text, load_torch_file
 from fast_style.stylize import INFERENCE_FORMAT
 
 
@@ -43,14 +45,17 @@ class SampleGrid(L.Callback):
             self._photos = torch.stack([dataset[i] for i in range(min(self.count, len(dataset)))])
         return self._photos
 
+    def _enabled(self, trainer: L.Trainer) -> bool:
+        # data.val_count=0 holds no photo out: no grid to show (training photos would flatter).
+        return (self.every_n_steps > 0 and trainer.is_global_zero
+                and len(trainer.datamodule.val_paths) > 0)
+
     def on_train_batch_end(self, trainer, system, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if self.every_n_steps <= 0 or step % self.every_n_steps or not trainer.is_global_zero:
-            return
-        self.log_grid(trainer, system)
+        if self._enabled(trainer) and trainer.global_step % self.every_n_steps == 0:
+            self.log_grid(trainer, system)
 
     def on_train_end(self, trainer, system) -> None:
-        if trainer.is_global_zero and self.every_n_steps > 0:
+        if self._enabled(trainer):
             self.log_grid(trainer, system)
 
     def log_grid(self, trainer: L.Trainer, system: L.LightningModule) -> None:
@@ -91,17 +96,45 @@ class InferenceFileWriter(L.Callback):
             return
         payload = inference_payload(system)
         payload["global_step"] = trainer.global_step
-        path = self.path_for(system)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".pth.tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
+        atomic_save(self.path_for(system), lambda f: torch.save(payload, f))
 
     def on_save_checkpoint(self, trainer, system, checkpoint) -> None:
         self.write(trainer, system)
 
     def on_train_end(self, trainer, system) -> None:
         self.write(trainer, system)
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint file I/O, made atomic in the checkpoint's own folder and safe to load.
+
+    Lightning saves through fsspec's transaction, which writes to a temp file in $TMPDIR and
+    moves it into place: across filesystems (checkpoints on another disk or a tmpfs) that move
+    is a copy, and a kill during it left last.ckpt empty. Here the temp file is in the target's
+    folder and renamed (safe_io.atomic_write). Loading goes through safe_io.load_torch_file:
+    weights only, local files only (Lightning itself would unpickle anything from a URL).
+    """
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        atomic_save(path, lambda f: torch.save(checkpoint, f))
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        return load_torch_file(path)
+
+
+class ConfigWriter(L.Callback):
+    """Writes the run's resolved config as ``<dirpath>/config.yaml`` once training has started.
+
+    Not before: a run that fails to start (bad value, unreadable checkpoint) must leave the
+    folder's files as they were, including the config of the run that made them.
+    """
+
+    def __init__(self, dirpath: str | Path, yaml: str):
+        self.path, self.yaml = Path(dirpath) / "config.yaml", yaml
+
+    def on_train_start(self, trainer, system) -> None:
+        if trainer.is_global_zero:
+            atomic_write_text(self.path, self.yaml)
 
 
 class Checkpoint(ModelCheckpoint):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
-import os
-import tempfile
+import math
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,29 @@ from PIL import Image, ImageOps
 from torchvision.transforms.v2 import functional as TF
 
 from fast_style.errors import FastStyleError
+from fast_style.safe_io import atomic_save
+
+# Images above this many pixels are refused from their header, before any decoding: a 17 KB PNG
+# can declare 144 megapixels and take 2+ GB to decode. Well above 8K (33 MP) and a 100 MP
+# medium-format camera; infer.py's max_pixels= changes it.
+MAX_PIXELS = 120_000_000
+
+
+def check_pixels(img: Image.Image, path: str | Path, max_pixels: int | None = MAX_PIXELS) -> None:
+    """Refuse ``img`` (opened, not decoded) if its header declares more than ``max_pixels``."""
+    if max_pixels and img.width * img.height > max_pixels:
+        raise FastStyleError(f"{path} is {img.width}x{img.height} "
+                             f"({img.width * img.height / 1e6:.0f} MP), above the limit of "
+                             f"{max_pixels / 1e6:.0f} MP: raise max_pixels= if it is genuine")
+
+
+@contextlib.contextmanager
+def _open_untrusted(path: str | Path) -> Iterator[Image.Image]:
+    """Image.open without PIL's own decompression-bomb warning (check_pixels is the limit)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            yield img
 
 
 def open_rgb(path: str | Path, min_side: int | None = None) -> Image.Image:
@@ -23,7 +48,8 @@ def open_rgb(path: str | Path, min_side: int | None = None) -> Image.Image:
     decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling), never below ``min_side``. For
     12 MP phone photos trained at 256 px that is most of the decoding time saved.
     """
-    with Image.open(path) as img:
+    with _open_untrusted(path) as img:
+        check_pixels(img, path)
         if min_side:
             img.draft("RGB", (min_side, min_side))
         img = ImageOps.exif_transpose(img)
@@ -64,22 +90,19 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 
 def save_image(image: Image.Image | torch.Tensor, path: str | Path, **save_kwargs) -> Path:
-    """Write atomically (temp file + rename): an interrupted run never leaves half an image."""
+    """Write atomically (safe_io.atomic_write): an interrupted or failed write never leaves half
+    an image, and a failed one (disk full, file-size limit) raises instead of passing as written."""
     path = Path(path)
     if isinstance(image, torch.Tensor):
         image = to_pil(image)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        if path.suffix.lower() in (".jpg", ".jpeg"):
-            save_kwargs.setdefault("quality", 95)
-        image.save(tmp, **save_kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise FastStyleError(f"cannot write {path}: {path.suffix or 'no extension'} is not an "
+                             "image format (use .jpg, .png, .webp, .tif or .bmp)")
+    if fmt == "JPEG":
+        save_kwargs.setdefault("quality", 95)
+    # The format is named, not guessed from the temp file's name.
+    return atomic_save(path, lambda f: image.save(f, format=fmt, **save_kwargs))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,18 +135,28 @@ def _wide_to_8bit(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode="L")
 
 
-def load_photo(path: str | Path) -> Photo:
+def load_photo(path: str | Path, max_size: int | None = None,
+               max_pixels: int | None = MAX_PIXELS) -> Photo:
     """Decode any PIL-readable photo into 8-bit RGB (+ alpha), EXIF orientation applied.
 
     Grayscale, palette, CMYK (through its ICC profile when it has one), 16-bit and float inputs
     are converted; alpha (RGBA, LA, PA, palette transparency) is kept separately so the output
     can carry it again. Errors are one-line FastStyleErrors.
+
+    ``max_pixels``: refuse larger images from their header (check_pixels). ``max_size``: the
+    caller scales the long side down to this anyway, so a JPEG is decoded at a reduced DCT scale
+    (1/2 .. 1/8) that stays at least that large: a 100 MP JPEG for a 1024 px output never exists
+    at full size in memory.
     """
     path = Path(path)
     if not path.is_file():
         raise FastStyleError(f"image not found: {path}")
     try:
-        with Image.open(path) as img:
+        with _open_untrusted(path) as img:
+            check_pixels(img, path, max_pixels)
+            if max_size and max(img.size) > max_size:
+                scale = max_size / max(img.size)
+                img.draft(img.mode, (math.ceil(img.width * scale), math.ceil(img.height * scale)))
             img = ImageOps.exif_transpose(img)
             img.load()
             icc = img.info.get("icc_profile") or None

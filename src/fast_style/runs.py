@@ -22,6 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from fast_style.errors import FastStyleError
+from fast_style.safe_io import is_url, load_torch_file
 
 
 def run_name(name: str, mode=None, override_dirname: str | None = None) -> str:
@@ -110,25 +111,52 @@ def cache_lock(target: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def resumed_tensorboard_run(ckpt_path: str | None, ckpt_dir: Path) -> dict:
+def read_resume_checkpoint(ckpt_path: str | None, ckpt_dir: Path) -> tuple[str | None, dict | None]:
+    """The checkpoint a run resumes from, checked before Lightning is given it: (path, contents).
+
+    ``ckpt_path``: None (a fresh run), ``last`` (``<ckpt_dir>/last.ckpt``; a fresh run when there
+    is none yet, so a requeued job can always say ckpt_path=last) or a local ``.ckpt`` file.
+    URLs are refused and the file is read as weights only (safe_io.load_torch_file); it must be a
+    fast-style training checkpoint whose fields have the types we wrote, since some of them
+    (the logger version) become paths and steps.
+    """
+    if ckpt_path is None:
+        return None, None
+    if is_url(ckpt_path):  # before Path(), which would fold "http://" into "http:/"
+        raise FastStyleError(f"ckpt_path={ckpt_path} is a URL: download the file yourself and "
+                             "pass its local path (checkpoints are only read from disk, as "
+                             "weights)")
+    path = ckpt_dir / "last.ckpt" if str(ckpt_path) == "last" else Path(str(ckpt_path))
+    if str(ckpt_path) == "last" and not path.exists():
+        return None, None
+    state = load_torch_file(path, what="ckpt_path",
+                            hint="pass a .ckpt that train.py wrote, or ckpt_path=last", mmap=True)
+    if isinstance(state, dict) and str(state.get("format", "")).startswith("fast-style/"):
+        raise FastStyleError(f"{path} is a small inference file (weights only, no optimizer "
+                             "state): resume needs the .ckpt beside it, e.g. ckpt_path=last")
+    hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
+    if not isinstance(hparams, dict) or "style_name" not in hparams or "state_dict" not in state:
+        raise FastStyleError(f"{path} is not a fast-style training checkpoint: pass a .ckpt that "
+                             "train.py wrote, or start fresh without ckpt_path")
+    step, version = state.get("global_step"), state.get("log_version")
+    for key, value in (("global_step", step), ("log_version", version)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 0):
+            raise FastStyleError(f"{path}: {key} {value!r} is not a whole number; the file was "
+                                 "not written by train.py")
+    return str(path), state
+
+
+def resumed_tensorboard_run(state: dict | None) -> dict:
     """TensorBoardLogger arguments that make a resumed run go on in the interrupted one's run.
 
     Every checkpoint records its logger version (callbacks.Checkpoint). Writing on in that version
     shows one run in TensorBoard whose curves continue, not a version_N per restart, and
     ``purge_step`` (torch's SummaryWriter) hides what the interrupted run logged after the
     checkpoint's step, which the resumed run logs again. Empty (a new version, Lightning's
-    default) for a fresh run or a checkpoint without a version; a missing or unreadable file is
-    left for Lightning's resume to report.
+    default) for a fresh run or a checkpoint without a version. ``state`` comes from
+    read_resume_checkpoint, which checked that both are whole numbers.
     """
-    import torch  # here: importing fast_style (this module registers its resolvers) stays light
-
-    if ckpt_path is None:
+    if not state or state.get("log_version") is None:
         return {}
-    path = ckpt_dir / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - missing, truncated, not a torch file: the resume reports it
-        return {}
-    if state.get("log_version") is None:
-        return {}
-    return {"version": state["log_version"], "purge_step": int(state["global_step"])}
+    return {"version": state["log_version"], "purge_step": int(state.get("global_step") or 0)}

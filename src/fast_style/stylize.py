@@ -13,7 +13,6 @@ Pieces, in the order a photo meets them:
 from __future__ import annotations
 
 import math
-import pickle
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from fast_style.errors import FastStyleError
+from fast_style.safe_io import is_url, load_torch_file
 from fast_style.transformer_net import SIZE_MULTIPLE, InstanceNorm2d, TransformerNet, padded_length
 
 TRANSFORMER_KEYS = ("width", "num_residual_blocks", "norm", "upsample", "output_activation")
@@ -48,25 +48,8 @@ DEFAULT_OVERLAP = 64
 # ----------------------------------------------------------------------------------------------
 
 def _read_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise FastStyleError(f"checkpoint {path} not found")
-    try:
-        # A checkpoint is untrusted input: never unpickle arbitrary objects from it.
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        # torch reports both "a class we refuse to build" and "not a pickle at all" this way.
-        refused = [line.strip() for line in str(e).splitlines() if "Unsupported global" in line]
-        if refused:
-            raise FastStyleError(f"{path} holds pickled objects that weights_only loading "
-                                 f"refuses ({refused[0].split(' was not')[0]}); only fast-style .ckpt/.pth files "
-                                 "are accepted") from None
-        raise FastStyleError(f"{path} is not a readable checkpoint (corrupt, or not a PyTorch "
-                             "file); pass a .ckpt or .pth written by train.py, or an .onnx "
-                             "export") from None
-    except Exception as e:  # noqa: BLE001 - truncated zip, not a torch file at all, ...
-        first = str(e).splitlines()[0] if str(e) else ""
-        raise FastStyleError(f"{path} is not a readable checkpoint ({type(e).__name__}: {first}); "
-                             "pass a .ckpt or .pth written by train.py, or an .onnx export") from None
+    payload = load_torch_file(path, hint="pass a .ckpt or .pth written by train.py, or an .onnx "
+                                         "export")
     if not isinstance(payload, dict):
         raise FastStyleError(f"{path} is not a fast-style checkpoint")
     return payload
@@ -96,9 +79,19 @@ def load_transformer(path: str | Path) -> tuple[TransformerNet, dict]:
         raise FastStyleError(f"{path} is not a fast-style checkpoint (no transform-net weights)")
     if not isinstance(hparams, dict) or not isinstance(state, dict):
         raise FastStyleError(f"{path} is not a fast-style checkpoint (malformed inference file)")
+    if set(hparams) - set(TRANSFORMER_KEYS):
+        raise FastStyleError(f"{path}: unknown network settings "
+                             f"{', '.join(map(str, sorted(set(hparams) - set(TRANSFORMER_KEYS))))}")
+    step, style = info["global_step"], info["style_name"]
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        raise FastStyleError(f"{path}: global_step {step!r} is not a whole number")
+    if style is not None and not isinstance(style, str):
+        raise FastStyleError(f"{path}: style_name {style!r} is not a name")
     try:
         net = TransformerNet(**hparams)
         net.load_state_dict(state)
+    except FastStyleError as e:
+        raise FastStyleError(f"{path}: {e}") from None
     except (RuntimeError, TypeError, ValueError) as e:
         raise FastStyleError(f"{path}: weights do not fit the network they describe "
                              f"({str(e).splitlines()[0]})") from None
@@ -209,9 +202,10 @@ class OnnxModel(Model):
             raise FastStyleError(f"{path} is an ONNX model of something other than fast-style's "
                                  "transform network: export one with scripts/export.py")
         self.input_name = inputs[0].name
-        step = meta.get("global_step")
+        step = meta.get("global_step", "")
+        # Metadata is free text in a file we may not have written: a step only if it is one.
         self.info = {"style_name": meta.get("style_name"),
-                     "global_step": int(step) if step not in (None, "", "None") else None}
+                     "global_step": int(step) if step.isdigit() else None}
         self.device = torch.device("cuda" if providers[0].startswith("CUDA") else "cpu")
         self.precision = "fp32"
 
@@ -222,6 +216,8 @@ class OnnxModel(Model):
 
 def load_model(path: str | Path, device: str = "auto", precision: str = "auto") -> Model:
     """A .ckpt / .pth (PyTorch) or .onnx (onnxruntime) model, ready to stylise."""
+    if is_url(path):
+        raise FastStyleError(f"ckpt={path} is a URL: download it and pass the local file")
     path = Path(path)
     dev = resolve_device(device)
     if path.suffix.lower() == ".onnx":

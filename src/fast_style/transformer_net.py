@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fast_style.errors import FastStyleError
+
 NORMS = ("instance", "batch")
 UPSAMPLES = ("nearest", "transposed")
 OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "none")
@@ -19,6 +21,24 @@ SIZE_MULTIPLE = 4
 # Below this the 9x9 convolution's reflection padding (4 px) cannot be applied; smaller inputs are
 # padded up so that every size, even 1x1, stylises.
 MIN_SIDE = 16
+# Documented ranges of the network's size settings. Checked before anything is allocated: the
+# settings also come from checkpoints, which are untrusted (a 1 KB file asking for width 10^6
+# would otherwise take gigabytes before failing).
+MAX_WIDTH = 256
+MAX_RESIDUAL_BLOCKS = 32
+
+
+def check_network_settings(width, num_residual_blocks, norm, upsample, output_activation) -> None:
+    """One-line FastStyleError unless every setting is of the right type and within range."""
+    for name, value, top in (("width", width, MAX_WIDTH),
+                             ("num_residual_blocks", num_residual_blocks, MAX_RESIDUAL_BLOCKS)):
+        low = 1 if name == "width" else 0
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= top:
+            raise FastStyleError(f"model.{name}={value!r} must be a whole number from {low} to {top}")
+    for name, value, allowed in (("norm", norm, NORMS), ("upsample", upsample, UPSAMPLES),
+                                 ("output_activation", output_activation, OUTPUT_ACTIVATIONS)):
+        if value not in allowed:
+            raise FastStyleError(f"model.{name}={value!r} is not one of {', '.join(allowed)}")
 
 
 class InstanceNorm2d(nn.InstanceNorm2d):
@@ -136,10 +156,8 @@ class TransformerNet(nn.Module):
 
     def __init__(self, width: int = 32, num_residual_blocks: int = 5, norm: str = "instance",
                  upsample: str = "nearest", output_activation: str = "sigmoid"):
+        check_network_settings(width, num_residual_blocks, norm, upsample, output_activation)
         super().__init__()
-        if output_activation not in OUTPUT_ACTIVATIONS:
-            raise ValueError(f"unknown output_activation {output_activation!r}; "
-                             f"choose one of {', '.join(OUTPUT_ACTIVATIONS)}")
         self.output_activation = output_activation
         w1, w2, w4 = width, width * 2, width * 4
         self.encoder = nn.Sequential(
