@@ -73,7 +73,12 @@ def run_network(net, judge, photos, size, device):
 
 
 def main(argv: list[str]) -> None:
-    opts = ev.parse_key_values(Options, argv, __doc__)
+    # Baseline images without out= go to a scratch folder that lives only as long as this run.
+    with tempfile.TemporaryDirectory(prefix="fast_style_lbfgs_") as scratch:
+        evaluate(ev.parse_key_values(Options, argv, __doc__), Path(scratch))
+
+
+def evaluate(opts: Options, scratch: Path) -> None:
     if not opts.ckpt or not opts.content:
         raise FastStyleError("usage: python scripts/evaluate.py ckpt=CHECKPOINT "
                              "content=PHOTO|FOLDER [style=NAME|PATH] [size=N] [baseline=100]")
@@ -100,7 +105,7 @@ def main(argv: list[str]) -> None:
     reference = ev.summarise(reference_scores, [0.0] * len(photos))
 
     baseline = None
-    image_dir = Path(opts.baseline_from or opts.out or tempfile.mkdtemp(prefix="fast_style_lbfgs_"))
+    image_dir = Path(opts.baseline_from or opts.out or scratch)
     if iterations and opts.baseline_from:
         baseline = ev.read_baseline(opts.baseline_from, photos, opts.size, style_image, iterations)
     elif iterations:

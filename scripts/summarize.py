@@ -17,6 +17,7 @@ fast_style/evaluation.py and adds judge/content, judge/style and judge/total (so
 
 import argparse
 import csv
+import io
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from fast_style import evaluation as ev
 from fast_style import sweeps
 from fast_style.errors import FastStyleError, exit_on_user_error
 from fast_style.image_io import save_image, to_pil
+from fast_style.safe_io import atomic_write, atomic_write_text
 from fast_style.styles import resolve_style_image
 from fast_style.stylize import load_transformer, stylize
 
@@ -111,8 +113,8 @@ def main(argv: list[str]) -> None:
     title = (f"{len(runs)} run(s) of {Path(args.multirun).resolve()}, sorted by {args.sort} "
              f"({'largest' if args.descending else 'smallest'} first)")
     table = ev.markdown_table(header, rows)
-    (out / "summary.md").write_text(f"# Sweep summary\n\n{title}\n\n{table}\n")
-    with open(out / "summary.csv", "w", newline="") as f:
+    atomic_write_text(out / "summary.md", f"# Sweep summary\n\n{title}\n\n{table}\n")
+    with atomic_write(out / "summary.csv") as raw, io.TextIOWrapper(raw, newline="") as f:
         writer = csv.writer(f)
         everything = sorted({k for run in runs for k in run.overrides})
         writer.writerow(["rank", "job", *everything, *columns, "steps", "directory", "note"])

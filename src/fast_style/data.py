@@ -54,6 +54,23 @@ def drop_unreadable(paths: list[Path]) -> list[Path]:
     return good
 
 
+def require_one_decodable(paths: list[Path], root) -> None:
+    """Fail now, in one line, if not a single photo decodes (all truncated, say): otherwise the
+    first batch would fail inside a loader worker, as a traceback wall. Decoding stops at the
+    first good photo, so a healthy folder costs one decode."""
+    if not any(_decodes(path) for path in paths):
+        raise FastStyleError(f"none of the {len(paths)} photo(s) under {root} can be decoded "
+                             "(truncated or corrupt files): pass data.root=FOLDER with real photos")
+
+
+def _decodes(path: Path) -> bool:
+    try:
+        open_rgb(path, 64)
+    except Exception:  # noqa: BLE001 - any undecodable file counts the same
+        return False
+    return True
+
+
 class PhotoDataset(Dataset):
     """Decoded, transformed photos. A file that fails to decode is replaced by the next one.
 
@@ -170,6 +187,7 @@ class PhotoDataModule(L.LightningDataModule):
         if self.train_paths:
             return
         photos = drop_unreadable(find_photos(self.root))
+        require_one_decodable(photos, self.root)
         if len(photos) <= self.val_count:
             raise FastStyleError(f"{len(photos)} readable photo(s) under {self.root} but "
                                  f"data.val_count={self.val_count} are held out: add photos or "

@@ -39,6 +39,7 @@ from fast_style.errors import FastStyleError
 from fast_style.image_io import load_image, resize_long_edge, save_image, to_pil, to_tensor
 from fast_style.loss_net import CAFFE, VGG16Features
 from fast_style.losses import content_loss, gram_matrix, style_loss
+from fast_style.safe_io import atomic_write_text
 from fast_style.styles import resolve_style_image
 
 # The judge: Johnson et al. (2016) and jcjohnson/fast-neural-style's defaults, frozen.
@@ -255,11 +256,9 @@ def baseline_summary(baseline: Mapping) -> dict[int, dict]:
 
 
 def write_baseline(baseline: Mapping, out_dir: str | Path, style_image: str | Path) -> Path:
-    path = Path(out_dir) / BASELINE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**baseline, "style_image": str(Path(style_image).resolve())},
-                               indent=1))
-    return path
+    return atomic_write_text(Path(out_dir) / BASELINE_FILE,
+                             json.dumps({**baseline, "style_image": str(Path(style_image).resolve())},
+                                        indent=1))
 
 
 def read_baseline(folder: str | Path, photos: Sequence[Path], size: int | None,

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fast_style.errors import FastStyleError
+from fast_style.safe_io import atomic_save
 from fast_style.stylize import ONNX_FORMAT, load_transformer
 from fast_style.transformer_net import MIN_SIDE, SIZE_MULTIPLE, TransformerNet
 
@@ -121,20 +122,17 @@ def _export_onnx(net: TransformerNet, info: dict, path: Path) -> None:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
-    tmp = path.with_name(f".{path.name}.tmp")
-    onnx.save(model, tmp)
-    tmp.replace(path)
+    atomic_save(path, lambda f: onnx.save(model, f))
 
 
 def _export_torchscript(net: TransformerNet, info: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     extra = {"format": "fast-style/transformer-torchscript-v1",
              "style_name": str(info.get("style_name") or ""),
              "global_step": str(info.get("global_step"))}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still asked for
-        torch.jit.save(torch.jit.script(ScriptNet(net).eval()), str(tmp), _extra_files=extra)
-    tmp.replace(path)
+        scripted = torch.jit.script(ScriptNet(net).eval())
+    atomic_save(path, lambda f: torch.jit.save(scripted, f, _extra_files=extra))
 
 
 def run_exported(path: Path, fmt: str, image: torch.Tensor) -> torch.Tensor:
@@ -162,10 +160,14 @@ def export(ckpt: str | Path, fmt: str = "onnx", out: str | Path | None = None,
     path = Path(out) if out else Path(ckpt).with_suffix(FORMATS[fmt])
     if path.resolve() == Path(ckpt).resolve():
         raise FastStyleError(f"output {path} would overwrite the checkpoint: pass out=")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise FastStyleError(f"out={path} is a folder: pass a file name such as "
+                             f"{path / Path(ckpt).with_suffix(FORMATS[fmt]).name}")
     start = time.perf_counter()
     try:
         (_export_onnx if fmt == "onnx" else _export_torchscript)(net, info, path)
+    except FastStyleError:
+        raise
     except Exception as e:  # noqa: BLE001 - exporter failures are many and deep
         first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
         raise FastStyleError(f"{fmt} export of {ckpt} failed: {first}") from None

