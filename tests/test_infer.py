@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import subprocess
@@ -291,14 +292,13 @@ def test_writes_are_atomic(tmp_path, tiny_ckpt, monkeypatch):
     target = tmp_path / "out" / "p.png"
 
     def broken_save(self, fp, *args, **kwargs):
-        with open(fp, "wb") as f:
-            f.write(b"half an image")
-        raise OSError("disk full")
+        fp.write(b"half an image")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
     summary = run_jobs(load_model(tiny_ckpt, "cpu", "fp32"), plan_jobs(str(src), str(target)),
                        StyleOptions(), progress=False, say=lambda m: None)
-    assert summary.failed and "disk full" in summary.failed[0][1]
+    assert summary.failed and "No space left on device" in summary.failed[0][1]
     assert not target.exists() and not list((tmp_path / "out").iterdir())
 
 

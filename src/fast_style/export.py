@@ -122,7 +122,7 @@ def _export_onnx(net: TransformerNet, info: dict, path: Path) -> None:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
-    atomic_save(path, lambda f: onnx.save(model, f))
+    atomic_save(path, lambda f: f.write(model.SerializeToString()))
 
 
 def _export_torchscript(net: TransformerNet, info: dict, path: Path) -> None:
