@@ -666,6 +666,14 @@ def test_value_checks_return_the_type_or_one_line(value, low):
             assert isinstance(result, (int, float, bool))
 
 
+@functools.cache
+def composed_train_config():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        return compose("train", return_hydra_config=False)
+
+
 @settings(max_examples=120, deadline=3000)
 @given(key=st.sampled_from(["data.batch_size", "data.image_size", "data.val_count",
                             "data.num_workers", "trainer.max_steps", "lr", "loss.style_weight",
@@ -673,13 +681,13 @@ def test_value_checks_return_the_type_or_one_line(value, low):
                             "checkpoint_every_n_steps", "style.size"]),
        value=values)
 def test_training_config_check_on_random_values(key, value):
-    from hydra import compose, initialize_config_dir
+    import copy
+
     from omegaconf import open_dict
 
     from fast_style.checks import check_training_config
 
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train", return_hydra_config=False)
+    cfg = copy.deepcopy(composed_train_config())
     with open_dict(cfg):
         section, _, name = key.rpartition(".")
         (cfg[section] if section else cfg)[name] = value

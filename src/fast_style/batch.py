@@ -7,7 +7,6 @@ photo is reported and the rest go on; the caller turns the failures into the exi
 
 from __future__ import annotations
 
-import glob
 import os
 import sys
 from collections.abc import Callable
@@ -120,12 +119,15 @@ def plan_jobs(input: str, output: str | None = None, fmt: str | None = None) -> 
             exclude = out.resolve() if out.resolve() != source.resolve() else None
             sources = _photos_under(source, exclude)
         elif GLOB_CHARS & set(input):
-            base = _glob_base(input)
+            base = _glob_base(str(source))
             if out is None:
                 raise FastStyleError(f"input={input} is a glob: pass output=FOLDER for the results")
-            sources = sorted(Path(p) for p in glob.glob(str(source), recursive=True)
-                             if Path(p).suffix.lower() in INFER_SUFFIXES and Path(p).is_file()
-                             and not _through_linked_folder(Path(p), base))
+            # pathlib's glob, not glob.glob: its ** never descends into symlinked folders, so
+            # a link cycle cannot multiply the tree (glob.glob walked 2^depth paths).
+            pattern = source.relative_to(base).as_posix()
+            sources = sorted(p for p in base.glob(pattern)
+                             if p.suffix.lower() in INFER_SUFFIXES and p.is_file()
+                             and not _through_linked_folder(p, base))
         else:
             raise FastStyleError(f"input={input} not found: pass a photo, a folder or a glob "
                                  "such as 'photos/*.jpg' (quoted)")
