@@ -239,6 +239,20 @@ def test_infer_under_a_file_size_limit_reports_failure_and_leaves_nothing(tmp_pa
     assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
 
 
+@pytest.mark.slow
+def test_training_under_a_file_size_limit_fails_in_one_line_and_leaves_no_partial_file(tmp_path):
+    photos = photos_folder(tmp_path / "photos")
+
+    def limit():  # 1 MB: the logs and config fit, a checkpoint (several MB) does not
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    result = run("train.py", *train_args(photos, tmp_path), cwd=tmp_path, preexec_fn=limit)
+    assert_one_line_error(result, "File too large")
+    ckpt = tmp_path / "ckpt"
+    assert not (ckpt / "last.ckpt").exists()
+    assert [p.name for p in ckpt.iterdir() if p.name.endswith(".tmp")] == []
+
+
 def test_stale_temps_of_killed_writers_are_removed(tmp_path):
     (tmp_path / ".last.ckpt.a1b2c3.tmp").write_bytes(b"half")
     (tmp_path / "last.ckpt").write_bytes(b"whole")
