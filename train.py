@@ -3,6 +3,7 @@
 Reads top to bottom: config -> data -> system -> callbacks and logger -> Trainer.fit.
 """
 
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -22,12 +23,17 @@ from fast_style.callbacks import (
 )
 from fast_style.data import PhotoDataModule
 from fast_style.errors import FastStyleError, exit_on_user_error
+from fast_style.feedback import EarlyFeedback, StepProgressBar, model_line, quiet_start
 from fast_style.module import VAL_METRICS, StyleTransferSystem
+from fast_style.resume import check_resume
 from fast_style.runs import resumed_tensorboard_run, sweep_job
 from fast_style.styles import resolve_style_image
 
+log = logging.getLogger("train")
+
 
 def train(cfg: DictConfig) -> float | None:
+    quiet_start()
     L.seed_everything(cfg.seed, workers=True)
     ckpt_dir = Path(cfg.ckpt_dir)
     # Only the first process checks: DDP ranks started later would find rank 0's fresh files.
@@ -38,11 +44,14 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.objective not in VAL_METRICS:  # found now, not when a sweep's first run has ended
         raise FastStyleError(f"objective={cfg.objective} is not logged; choose one of "
                              f"{', '.join(VAL_METRICS)}")
+    check_resume(cfg)  # a checkpoint trained with other settings is refused, naming them
 
     style_image = resolve_style_image(cfg.style.name, cfg.style.image, cfg.style.file,
                                       cfg.style.url, cfg.style.sha256)
     datamodule = PhotoDataModule(**cfg.data, seed=cfg.seed)
-    datamodule.setup()  # fail on a bad photo folder now, before the VGG and style are loaded
+    datamodule.setup()  # find (or download) the photos, or fail now, before the VGG and style
+    log.info("photos: %d for training, %d held out, from %s", len(datamodule.train_paths),
+             len(datamodule.val_paths), datamodule.root)
 
     system = StyleTransferSystem(
         style_image=str(style_image),
@@ -52,13 +61,17 @@ def train(cfg: DictConfig) -> float | None:
         **OmegaConf.to_container(cfg.loss, resolve=True),
         lr=cfg.lr,
     )
+    log.info(model_line(system))
 
     stopper = GracefulStop()
+    sample_grid = SampleGrid(every_n_steps=cfg.sample_every_n_steps)
     callbacks = [
         Checkpoint(dirpath=ckpt_dir, filename="{step}", every_n_train_steps=cfg.checkpoint_every_n_steps,
                    save_top_k=0, save_last=True, enable_version_counter=False, save_on_exception=True),
         InferenceFileWriter(ckpt_dir),
-        SampleGrid(every_n_steps=cfg.sample_every_n_steps),
+        sample_grid,
+        EarlyFeedback(sample_grid),  # val losses and a grid at step 0 and 50: TensorBoard early
+        StepProgressBar(),
         FinalMetrics(params=OmegaConf.to_container(cfg, resolve=True)),
         stopper,
     ]

@@ -36,7 +36,7 @@ def test_every_option_composes(group, option):
         overrides.append("style.image=/some/painting.jpg")
     cfg = compose_train(overrides)
     OmegaConf.resolve(cfg)  # every interpolation resolves
-    assert cfg.data.root and cfg.style.name and cfg.trainer.max_steps > 0
+    assert (cfg.data.root or cfg.data.folder) and cfg.style.name and cfg.trainer.max_steps > 0
 
 
 def test_infer_config_composes():
@@ -80,7 +80,8 @@ def test_defaults_are_johnsons():
 
 def test_paper_experiment_is_a_delta():
     cfg = compose_train(["experiment=johnson2016"])
-    assert cfg.model.upsample == "transposed" and cfg.data.root.endswith("coco/train2014")
+    assert cfg.model.upsample == "transposed" and cfg.data.folder == "coco/train2014"
+    assert cfg.data.url.endswith("train2014.zip")
 
 
 def test_unknown_style_lists_the_known_ones():
