@@ -464,7 +464,12 @@ def test_multirun_jobs_in_parallel_write_separate_files(photos, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     from fast_style import sweeps
 
+    # With the data config's default loader workers (debug=tiny turns them off): inside joblib's
+    # workers they once failed to start ("'Process' object has no attribute 'env'").
+    default_workers = OmegaConf.load(REPO / "configs" / "data" / "bsds300.yaml").num_workers
+    assert default_workers > 0
     result = run("-m", *TINY, f"data.root={photos}", "trainer.max_steps=2",
+                 f"data.num_workers={default_workers}",
                  "style=starry_night,mosaic", "loss.style_weight=2,5",
                  "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                  f"hydra.sweep.dir={tmp_path}/multirun", f"log_dir={tmp_path}/logs",
