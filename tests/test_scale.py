@@ -477,8 +477,10 @@ def test_multirun_jobs_in_parallel_write_separate_files(photos, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     # one folder per job, though data.root (a path) is among the overrides
     assert [d.parent for d in job_dirs(tmp_path / "multirun")] == [tmp_path / "multirun"] * 4
-    # checkpoints/<style>/<the job's overrides>/, without the ones that do not change training
-    ckpts = sorted((tmp_path / "checkpoints").glob("*/*/last.ckpt"))
+    # checkpoints/debug/<style>/<the job's overrides>/ (debug=tiny's own folder), without the
+    # overrides that do not change training
+    assert not list((tmp_path / "checkpoints").glob("*/*/last.ckpt"))
+    ckpts = sorted((tmp_path / "checkpoints" / "debug").glob("*/*/last.ckpt"))
     jobs = [(p.parent.parent.name, dict(kv.split("=", 1) for kv in p.parent.name.split(",")))
             for p in ckpts]
     assert sorted((style, o["style"], o["loss.style_weight"]) for style, o in jobs) == [
