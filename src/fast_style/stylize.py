@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import pickle
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,12 @@ DEFAULT_OVERLAP = 64
 def _read_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise FastStyleError(f"checkpoint {path} not found")
+    if _is_torchscript(path):
+        # torch.jit.load would run the file's own code: not for untrusted input (the reason every
+        # other file here loads with weights_only). The export is for runtimes without Python.
+        raise FastStyleError(f"{path} is a TorchScript export, made for runtimes without Python "
+                             "(LibTorch C++, mobile): stylise with the .pth or .ckpt it was "
+                             "exported from, or an .onnx export") from None
     try:
         # A checkpoint is untrusted input: never unpickle arbitrary objects from it.
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -70,6 +77,15 @@ def _read_checkpoint(path: Path) -> dict:
     if not isinstance(payload, dict):
         raise FastStyleError(f"{path} is not a fast-style checkpoint")
     return payload
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive: a zip holding a code/ folder beside the tensors."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def load_transformer(path: str | Path) -> tuple[TransformerNet, dict]:
