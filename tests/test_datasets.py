@@ -239,3 +239,22 @@ def test_train_on_photos_that_came_down(server, tmp_path, style_path):
     assert f"from {cached}" in result.stdout and "downloading" in result.stdout
     assert (tmp_path / "ckpt" / "last.ckpt").is_file()
     assert "downloading" in (tmp_path / "out" / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_download_data_fetches_ahead_of_time(server, tmp_path, style_path):
+    """The command for clusters whose compute nodes have no internet."""
+    server.files["BSR_bsds500.tgz"] = photo_tgz(tmp_path / "made" / "photos.tgz").read_bytes()
+    (tmp_path / "empty").mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+           "FAST_STYLE_DATA": str(tmp_path / "empty")}
+    env.pop("FAST_STYLE_CACHE", None)
+    args = [f"data.url={server.url('BSR_bsds500.tgz')}", "data.sha256=null", "style=custom",
+            f"style.image={style_path}"]
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "download_data.py"), *args],
+                            capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cache = tmp_path / "xdg" / "fast_style"
+    assert len(list((cache / "data" / "bsds300-train").rglob("*.jpg"))) == 9
+    assert (cache / "vgg16_caffe_rgb.pth").is_file()  # the loss network, converted ahead too
+    assert f"photos: {cache / 'data' / 'bsds300-train'}" in result.stdout

@@ -69,24 +69,21 @@ class StepProgressBar(TQDMProgressBar):
     TRAIN_BAR_FORMAT = ("{desc}{percentage:3.0f}%|{bar:20}| step {n_fmt}/{total_fmt} "
                         "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
 
-    def __init__(self, refresh_rate: int = 1):
-        super().__init__(refresh_rate=refresh_rate)
-        self._started = False
-
     def init_train_tqdm(self):
         bar = super().init_train_tqdm()
         bar.unit = "step"  # the rate reads "2.1s/step" when slow, "12.3step/s" when fast
         bar.bar_format = self.TRAIN_BAR_FORMAT
         return bar
 
-    def on_train_epoch_start(self, trainer: L.Trainer, *_) -> None:
-        if self._started:  # one bar for the run: a new epoch changes nothing
-            return
-        self._started = True
+    def on_train_start(self, trainer: L.Trainer, *_) -> None:
+        super().on_train_start(trainer)
         bar = self.train_progress_bar
         bar.reset(total=convert_inf(trainer.estimated_stepping_batches))
         bar.n = bar.initial = trainer.global_step  # a resumed run starts where it stopped
         bar.set_description("training")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *_) -> None:
+        pass  # one bar for the whole run: a new epoch resets nothing
 
     def on_train_batch_end(self, trainer, system, outputs, batch, batch_idx) -> None:
         bar = self.train_progress_bar
