@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from collections import defaultdict
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
-from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +70,14 @@ class StepProgressBar(TQDMProgressBar):
     TRAIN_BAR_FORMAT = ("{desc}{percentage:3.0f}%|{bar:20}| step {n_fmt}/{total_fmt} "
                         "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
 
-    def init_train_tqdm(self):
-        bar = super().init_train_tqdm()
-        bar.unit = "step"  # the rate reads "2.1s/step" when slow, "12.3step/s" when fast
-        bar.bar_format = self.TRAIN_BAR_FORMAT
-        return bar
-
-    def on_train_start(self, trainer: L.Trainer, *_) -> None:
-        super().on_train_start(trainer)
-        bar = self.train_progress_bar
-        bar.reset(total=convert_inf(trainer.estimated_stepping_batches))
-        bar.n = bar.initial = trainer.global_step  # a resumed run starts where it stopped
-        bar.set_description("training")
+    def init_train_tqdm(self) -> Tqdm:
+        trainer = self.trainer
+        return Tqdm(desc="training: ", total=convert_inf(trainer.estimated_stepping_batches),
+                    initial=trainer.global_step,  # a resumed run starts where it stopped
+                    unit="step",  # the rate reads "2.1s/step" when slow, "12.3step/s" when fast
+                    position=2 * self.process_position, disable=self.is_disabled, leave=True,
+                    dynamic_ncols=True, file=sys.stdout, smoothing=0,
+                    bar_format=self.TRAIN_BAR_FORMAT)
 
     def on_train_epoch_start(self, trainer: L.Trainer, *_) -> None:
         pass  # one bar for the whole run: a new epoch resets nothing
