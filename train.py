@@ -3,6 +3,7 @@
 Reads top to bottom: config -> data -> system -> callbacks and logger -> Trainer.fit.
 """
 
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -25,13 +26,18 @@ from fast_style.callbacks import (
 from fast_style.checks import check_training_config
 from fast_style.data import PhotoDataModule
 from fast_style.errors import FastStyleError, exit_on_user_error
+from fast_style.feedback import EarlyFeedback, StepProgressBar, model_line, quiet_start
 from fast_style.module import VAL_METRICS, StyleTransferSystem
+from fast_style.resume import check_resume
 from fast_style.runs import read_resume_checkpoint, resumed_tensorboard_run, sweep_job
 from fast_style.safe_io import remove_stale_temps, run_lock
 from fast_style.styles import resolve_style_image
 
+log = logging.getLogger("train")
+
 
 def train(cfg: DictConfig) -> float | None:
+    quiet_start()
     check_training_config(cfg)  # every value, before any file, model or photo is touched
     L.seed_everything(cfg.seed, workers=True)
     ckpt_dir = Path(cfg.ckpt_dir)
@@ -54,11 +60,14 @@ def _train_locked(cfg: DictConfig, ckpt_dir: Path) -> float | None:
     # Read and checked here (weights only, local file, fields of the right types), not left to
     # Lightning, which would unpickle anything from a URL.
     ckpt_path, resume_state = read_resume_checkpoint(cfg.ckpt_path, ckpt_dir)
+    check_resume(cfg, resume_state, ckpt_path)  # trained with other settings: refused, named
 
     style_image = resolve_style_image(cfg.style.name, cfg.style.image, cfg.style.file,
                                       cfg.style.url, cfg.style.sha256)
     datamodule = PhotoDataModule(**cfg.data, seed=cfg.seed)
-    datamodule.setup()  # fail on a bad photo folder now, before the VGG and style are loaded
+    datamodule.setup()  # find (or download) the photos, or fail now, before the VGG and style
+    log.info("photos: %d for training, %d held out, from %s", len(datamodule.train_paths),
+             len(datamodule.val_paths), datamodule.root)
 
     system = StyleTransferSystem(
         style_image=str(style_image),
@@ -68,14 +77,18 @@ def _train_locked(cfg: DictConfig, ckpt_dir: Path) -> float | None:
         **OmegaConf.to_container(cfg.loss, resolve=True),
         lr=cfg.lr,
     )
+    log.info(model_line(system))
 
     stopper = GracefulStop()
+    sample_grid = SampleGrid(every_n_steps=cfg.sample_every_n_steps)
     callbacks = [
         Checkpoint(dirpath=ckpt_dir, filename="{step}", every_n_train_steps=cfg.checkpoint_every_n_steps,
                    save_top_k=0, save_last=True, enable_version_counter=False, save_on_exception=True),
         InferenceFileWriter(ckpt_dir),
         ConfigWriter(ckpt_dir, OmegaConf.to_yaml(cfg, resolve=True)),
-        SampleGrid(every_n_steps=cfg.sample_every_n_steps),
+        sample_grid,
+        EarlyFeedback(sample_grid),  # val losses and a grid at step 0 and 50: TensorBoard early
+        StepProgressBar(),
         FinalMetrics(params=OmegaConf.to_container(cfg, resolve=True)),
         stopper,
     ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import resource
 import statistics
@@ -279,7 +278,6 @@ def main() -> None:
     bad = [o for o in overrides if "=" not in o]
     if bad:
         parser.error(f"unknown arguments {bad}; extra arguments must be Hydra key=value overrides")
-    os.environ.setdefault("FAST_STYLE_DATA", str(REPO.parent / "shared" / "data"))
     result = args.func(args, overrides)
     print(json.dumps(result), flush=True)
 

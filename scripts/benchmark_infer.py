@@ -45,8 +45,9 @@ def _photo(height: int, width: int, path: str | None) -> torch.Tensor:
     (3, H, W) uint8; PSNR on noise would say little about photos."""
     from fast_style.image_io import load_photo
 
-    data = Path(os.environ.get("FAST_STYLE_DATA", REPO.parent / "shared" / "data"))
-    photo = load_photo(path or data / "content" / "amber.jpg").rgb
+    if path is None and not os.environ.get("FAST_STYLE_DATA"):
+        raise SystemExit("set FAST_STYLE_DATA to the folder holding content/amber.jpg, or pass --photo")
+    photo = load_photo(path or Path(os.environ["FAST_STYLE_DATA"]) / "content" / "amber.jpg").rgb
     h, w = photo.shape[-2:]
     scale = max(height / h, width / w)
     photo = TF.resize(photo, [math.ceil(h * scale), math.ceil(w * scale)], antialias=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from fast_style import evaluation as ev
 from fast_style import sweeps
+from fast_style.datasets import locate_photos
 from fast_style.errors import FastStyleError, exit_on_user_error
 from fast_style.image_io import save_image, to_pil
 from fast_style.safe_io import atomic_write, atomic_write_text
@@ -60,9 +61,12 @@ def held_out_photos(runs: list[sweeps.Run], count: int) -> list[Path]:
     """The first photos that the first run (by launch order) held out of training."""
     for run in sorted(runs, key=lambda r: r.num):
         data = run.config.get("data") or {}
-        if data.get("root"):
-            return ev.select_photos(data["root"], data.get("val_count") or None, limit=count)
-    raise FastStyleError("no run names its photos (data.root): pass --photo PATH")
+        if data.get("root") or data.get("folder"):
+            # Where training found them (data.root, $FAST_STYLE_DATA, the cache); never downloads.
+            root = locate_photos(data.get("root"), data.get("folder"), data.get("url"),
+                                 download=False, archive_folders=data.get("archive_folders") or ())
+            return ev.select_photos(root, data.get("val_count") or None, limit=count)
+    raise FastStyleError("no run names its photos (data.root or data.folder): pass --photo PATH")
 
 
 def judge_runs(runs: list[sweeps.Run], photos: list[Path], size: int) -> None:

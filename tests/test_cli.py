@@ -49,9 +49,32 @@ def test_training_writes_checkpoints_and_tensorboard(trained):
     for name in ("loss", "loss_content", "loss_style", "loss_tv"):
         assert f"train/{name}" in scalars and f"val/{name}" in scalars
     assert "samples/content_vs_stylised" in acc.Tags()["images"]
+    # Something to look at from the start: validation and a grid before the first step.
+    assert acc.Scalars("val/loss")[0].step == 0
+    assert acc.Images("samples/content_vs_stylised")[0].step == 0
     state = torch.load(ckpt / "last.ckpt", weights_only=True)
     assert state["global_step"] == 4
     assert not any(k.startswith("vgg.") for k in state["state_dict"])  # frozen VGG not stored
+
+
+def test_a_clean_start_and_a_run_log(trained):
+    tmp, _, result = trained
+    output = result.stdout + result.stderr
+    for noise in ("Tip:", "litlogger", "FLOPs", "LeafSpec", "model summary", "Epoch 0/"):
+        assert noise not in output
+    assert "step 4/4" in output  # the bar counts steps out of max_steps
+    log = (tmp / "out" / "train.log").read_text()
+    assert "photos: " in log and "max_steps=4" in log  # ours and Lightning's lines
+
+
+def test_resuming_with_other_settings_is_refused_in_one_line(trained):
+    tmp, root, _ = trained
+    result = run("train.py", *train_args(root, tmp, "ckpt_path=last", "data.image_size=96"),
+                 cwd=tmp)
+    assert result.returncode == 2, result.stderr[-2000:]
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "data.image_size=64->96" in error and "accept_changed_settings=true" in error
+    assert "Traceback" not in result.stderr
 
 
 def test_corrupt_photo_is_skipped_with_a_warning(trained):
@@ -99,6 +122,7 @@ def test_a_fresh_run_never_replaces_earlier_work(trained):
     (["trainer=gpu"], "error:"),
     (["data.root=/no/such/folder"], "data.root"),
     (["style=custom", "style.image=/no/painting.jpg"], "style.image"),
+    (["style=custom"], "style.image"),
 ])
 def test_user_errors_are_one_line(tmp_path, args, needle):
     result = run("train.py", *train_args(tmp_path / "photos", tmp_path), *args, cwd=tmp_path)

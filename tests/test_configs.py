@@ -1,5 +1,6 @@
 """Every config composes, and the documented override keys exist."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ def test_every_option_composes(group, option):
         overrides.append("style.image=/some/painting.jpg")
     cfg = compose_train(overrides)
     OmegaConf.resolve(cfg)  # every interpolation resolves
-    assert cfg.data.root and cfg.style.name and cfg.trainer.max_steps > 0
+    assert (cfg.data.root or cfg.data.folder) and cfg.style.name and cfg.trainer.max_steps > 0
 
 
 def test_infer_config_composes():
@@ -80,7 +81,8 @@ def test_defaults_are_johnsons():
 
 def test_paper_experiment_is_a_delta():
     cfg = compose_train(["experiment=johnson2016"])
-    assert cfg.model.upsample == "transposed" and cfg.data.root.endswith("coco/train2014")
+    assert cfg.model.upsample == "transposed" and cfg.data.folder == "coco/train2014"
+    assert cfg.data.url.endswith("train2014.zip")
 
 
 def test_unknown_style_lists_the_known_ones():
@@ -89,3 +91,15 @@ def test_unknown_style_lists_the_known_ones():
     assert result.returncode != 0
     assert "starry_night" in result.stderr and "mosaic" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_debug_tiny_writes_to_folders_of_its_own():
+    tiny, real = compose_train(["debug=tiny"]), compose_train([])
+    assert tiny.ckpt_dir.startswith("checkpoints/debug/") and tiny.log_dir == "logs/debug"
+    assert not real.ckpt_dir.startswith("checkpoints/debug") and real.log_dir == "logs"
+
+
+def test_the_download_command_the_data_configs_name_exists():
+    for config in (CONFIGS / "data").glob("*.yaml"):
+        for script in re.findall(r"python (scripts/\S+\.py)", config.read_text()):
+            assert (CONFIGS.parent / script).is_file(), f"{config.name} names {script}"

@@ -79,6 +79,9 @@ def test_torchscript_has_dynamic_size_and_parity(tiny_ckpt, tmp_path):
         image = torch.rand(1, 3, h, w)
         with torch.inference_mode():
             assert (run_exported(result.path, "torchscript", image) - net(image)).abs().max() < 1e-3
+    # infer.py never runs a file's own code: it says what the export is for, in one line.
+    with pytest.raises(FastStyleError, match="TorchScript export, made for runtimes without Python"):
+        load_model(result.path)
 
 
 def test_parity_failure_is_reported(tiny_ckpt, tmp_path, monkeypatch):

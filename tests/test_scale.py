@@ -82,7 +82,8 @@ def test_resume_position_round_trips_through_the_checkpoint_state(photo_folder):
                                    accumulate_grad_batches=1, num_training_batches=4)
     data.train_dataloader()
     state = data.state_dict()
-    assert state == {"seed": 9, "epoch": 1, "samples": 6, "world_size": 1}  # 7 = 4 + 3 batches
+    assert state == {"seed": 9, "epoch": 1, "samples": 6, "world_size": 1,  # 7 = 4 + 3 batches
+                     "image_size": 16, "batch_size": 2}  # so a resume can see changed settings
 
     resumed = PhotoDataModule(str(photo_folder), image_size=16, batch_size=2, num_workers=0,
                               val_count=2, seed=1234)  # the checkpoint's seed wins
@@ -464,7 +465,12 @@ def test_multirun_jobs_in_parallel_write_separate_files(photos, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     from fast_style import sweeps
 
+    # With the data config's default loader workers (debug=tiny turns them off): inside joblib's
+    # workers they once failed to start ("'Process' object has no attribute 'env'").
+    default_workers = OmegaConf.load(REPO / "configs" / "data" / "bsds300.yaml").num_workers
+    assert default_workers > 0
     result = run("-m", *TINY, f"data.root={photos}", "trainer.max_steps=2",
+                 f"data.num_workers={default_workers}",
                  "style=starry_night,mosaic", "loss.style_weight=2,5",
                  "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                  f"hydra.sweep.dir={tmp_path}/multirun", f"log_dir={tmp_path}/logs",
@@ -472,8 +478,10 @@ def test_multirun_jobs_in_parallel_write_separate_files(photos, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     # one folder per job, though data.root (a path) is among the overrides
     assert [d.parent for d in job_dirs(tmp_path / "multirun")] == [tmp_path / "multirun"] * 4
-    # checkpoints/<style>/<the job's overrides>/, without the ones that do not change training
-    ckpts = sorted((tmp_path / "checkpoints").glob("*/*/last.ckpt"))
+    # checkpoints/debug/<style>/<the job's overrides>/ (debug=tiny's own folder), without the
+    # overrides that do not change training
+    assert not list((tmp_path / "checkpoints").glob("*/*/last.ckpt"))
+    ckpts = sorted((tmp_path / "checkpoints" / "debug").glob("*/*/last.ckpt"))
     jobs = [(p.parent.parent.name, dict(kv.split("=", 1) for kv in p.parent.name.split(",")))
             for p in ckpts]
     assert sorted((style, o["style"], o["loss.style_weight"]) for style, o in jobs) == [

@@ -45,17 +45,17 @@ class SampleGrid(L.Callback):
             self._photos = torch.stack([dataset[i] for i in range(min(self.count, len(dataset)))])
         return self._photos
 
-    def _enabled(self, trainer: L.Trainer) -> bool:
+    def enabled(self, trainer: L.Trainer) -> bool:
         # data.val_count=0 holds no photo out: no grid to show (training photos would flatter).
         return (self.every_n_steps > 0 and trainer.is_global_zero
                 and len(trainer.datamodule.val_paths) > 0)
 
     def on_train_batch_end(self, trainer, system, outputs, batch, batch_idx) -> None:
-        if self._enabled(trainer) and trainer.global_step % self.every_n_steps == 0:
+        if self.enabled(trainer) and trainer.global_step % self.every_n_steps == 0:
             self.log_grid(trainer, system)
 
     def on_train_end(self, trainer, system) -> None:
-        if self._enabled(trainer):
+        if self.enabled(trainer):
             self.log_grid(trainer, system)
 
     def log_grid(self, trainer: L.Trainer, system: L.LightningModule) -> None:
@@ -153,8 +153,12 @@ class Checkpoint(ModelCheckpoint):
         # Only GracefulStop's stop (SIGTERMException, at a step's end) leaves a state that resumes
         # exactly. A crash or a second Ctrl-C can land inside a step: keep the last good
         # last.ckpt rather than overwrite it with a half-done step.
-        if isinstance(exception, SIGTERMException):
-            super().on_exception(trainer, pl_module, exception)
+        if isinstance(exception, SIGTERMException) and self._should_save_on_exception(trainer):
+            # ModelCheckpoint.on_exception's saves, without its "An SIGTERMException was raised"
+            # line: train.py says in one line what was saved and how to continue.
+            candidates = self._monitor_candidates(trainer)
+            self._save_checkpoint(trainer, self.format_checkpoint_name(metrics=candidates))
+            self._save_last_checkpoint(trainer, candidates)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:
@@ -222,8 +226,10 @@ class GracefulStop(L.Callback):
     def __init__(self):
         self.signal: signal.Signals | None = None
         self._previous: dict[signal.Signals, object] = {}
+        self._progress_bar = None
 
     def on_train_start(self, trainer, system) -> None:
+        self._progress_bar = trainer.progress_bar_callback
         if trainer.received_sigterm:  # came before training started, to Lightning's handler
             self.signal = signal.SIGTERM
         if threading.current_thread() is threading.main_thread():
@@ -235,8 +241,15 @@ class GracefulStop(L.Callback):
             signal.signal(signal.SIGINT, self._previous.pop(signal.SIGINT))
         if self.signal is None:
             self.signal = signal.Signals(signum)
-            rank_zero_info(f"\n{self.signal.name}: stopping after this step and saving a checkpoint"
-                           + (" (Ctrl-C again to abort at once)" if signum == signal.SIGINT else ""))
+            note = (f"{self.signal.name}: stopping after this step and saving a checkpoint"
+                    + (" (Ctrl-C again to abort at once)" if signum == signal.SIGINT else ""))
+            # Shown in the progress bar's place when there is one: the run then ends with one
+            # line (train.py's "stopped by ...") rather than a note, a bar, and that line.
+            bar = getattr(self._progress_bar, "_train_progress_bar", None)
+            if bar is not None and not bar.disable:
+                bar.set_description(note)
+            else:
+                rank_zero_info(f"\n{note}")
 
     def on_train_batch_end(self, trainer, system, outputs, batch, batch_idx) -> None:
         if trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False):

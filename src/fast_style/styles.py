@@ -2,45 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import urllib.request
 from pathlib import Path
 
+from fast_style.datasets.download import DownloadError, download_file, sha256_of
 from fast_style.errors import FastStyleError
 from fast_style.loss_net import cache_dir
-from fast_style.runs import cache_lock
 
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _download(url: str, sha256: str | None, dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.part")
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as out:
-            out.write(response.read())
-        if sha256 and sha256_of(tmp) != sha256:
-            raise FastStyleError(f"download of {url} does not match its sha256 {sha256}; "
-                                 "the file changed upstream: pass style.image=PATH instead")
-        os.replace(tmp, dest)
-    except OSError as e:
-        raise FastStyleError(f"cannot download {url} ({e}); set FAST_STYLE_DATA to a folder "
-                             "holding styles/ or pass style.image=PATH") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
+__all__ = ["resolve_style_image", "sha256_of"]
 
 
 def resolve_style_image(name: str, image: str | None = None, file: str | None = None,
                         url: str | None = None, sha256: str | None = None) -> Path:
-    """The path of a style's image, in DESIGN.md's order; a clear error when there is none."""
+    """The path of a style's image; a clear error when there is none.
+
+    In order: ``image`` (style.image), ``$FAST_STYLE_DATA/styles/<file>``, the cache, a download
+    of ``url`` into the cache (checked against ``sha256``).
+    """
     if image:
         path = Path(image).expanduser()
         if not path.is_file():
@@ -59,8 +37,11 @@ def resolve_style_image(name: str, image: str | None = None, file: str | None = 
         return cached
     searched.append(str(cached))
     if url:
-        # One process downloads; the others (DDP ranks, parallel sweep jobs) wait, then read it.
-        with cache_lock(cached):
-            return cached if cached.is_file() else _download(url, sha256, cached)
+        # Resumable and verified like the photos; one process downloads (a cache lock), others wait.
+        try:
+            return download_file(url, cached, sha256, what=f"style {name}")
+        except DownloadError as e:
+            raise FastStyleError(f"{e}: set FAST_STYLE_DATA to a folder holding styles/, or "
+                                 f"download it by hand and pass style.image=PATH") from None
     raise FastStyleError(f"style image for {name!r} not found (looked in {', '.join(searched)}); "
                          "set FAST_STYLE_DATA to the folder holding styles/ or pass style.image=PATH")

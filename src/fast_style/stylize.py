@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,11 +49,26 @@ DEFAULT_OVERLAP = 64
 # ----------------------------------------------------------------------------------------------
 
 def _read_checkpoint(path: Path) -> dict:
+    if path.is_file() and _is_torchscript(path):
+        # torch.jit.load would run the file's own code: not for untrusted input (the reason every
+        # other file here loads with weights_only). The export is for runtimes without Python.
+        raise FastStyleError(f"{path} is a TorchScript export, made for runtimes without Python "
+                             "(LibTorch C++, mobile): stylise with the .pth or .ckpt it was "
+                             "exported from, or an .onnx export")
     payload = load_torch_file(path, hint="pass a .ckpt or .pth written by train.py, or an .onnx "
                                          "export")
     if not isinstance(payload, dict):
         raise FastStyleError(f"{path} is not a fast-style checkpoint")
     return payload
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive: a zip holding a code/ folder beside the tensors."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def load_transformer(path: str | Path) -> tuple[TransformerNet, dict]:
