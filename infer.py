@@ -1,7 +1,8 @@
-"""Stylise photos with a trained network.
+"""Stylise photos and videos with a trained network.
 
     python infer.py ckpt=PATH input=photo.jpg output=out.jpg
     python infer.py ckpt=PATH input=photos/ output=stylised/ format=png preserve_color=true
+    python infer.py ckpt=PATH input=clip.mp4 output=clip_starry.mp4 [stabilize=false]
 
 Settings: configs/infer.yaml. Exit status: 0 all written, 1 some photos failed (each named on
 stderr), 2 nothing done (a usage error, an unreadable checkpoint, ...).
@@ -22,6 +23,7 @@ from omegaconf import DictConfig
 from fast_style.batch import plan_jobs, run_jobs
 from fast_style.errors import FastStyleError, exit_on_user_error
 from fast_style.stylize import StyleOptions, load_model
+from fast_style.video import StabilizeOptions, VideoOptions
 
 
 def _tile(value) -> int | None:
@@ -43,19 +45,25 @@ def infer(cfg: DictConfig) -> int:
     options.validate()
     if cfg.max_size is not None and int(cfg.max_size) < 1:
         raise FastStyleError(f"max_size={cfg.max_size} must be a positive size in px")
+    settings = cfg.video
+    video = VideoOptions(
+        StabilizeOptions.parse(cfg.stabilize, stats_memory=settings.stats_memory,
+                               blend=settings.blend, motion_threshold=settings.motion_threshold,
+                               cut_threshold=settings.cut_threshold),
+        codec=settings.codec, crf=settings.crf, preset=settings.preset)
     jobs = plan_jobs(str(cfg.input), cfg.output and str(cfg.output), cfg.format)
     model = load_model(cfg.ckpt, cfg.device, cfg.precision)
     summary = run_jobs(model, jobs, options, max_size=cfg.max_size and int(cfg.max_size),
                        quality=int(cfg.quality), skip_existing=bool(cfg.skip_existing),
-                       progress=bool(cfg.progress))
+                       progress=bool(cfg.progress), video=video)
     where = str(summary.written[0]) if len(jobs) == 1 and summary.written else \
-        f"{len(summary.written)} of {len(jobs)} photos"
+        f"{len(summary.written)} of {len(jobs)} files"
     if summary.written:
         print(f"wrote {where} ({model.describe()})")
     if summary.skipped:
         print(f"skipped {len(summary.skipped)} existing output(s) (skip_existing=true)")
     if summary.failed:
-        print(f"error: {len(summary.failed)} of {len(jobs)} photos failed", file=sys.stderr)
+        print(f"error: {len(summary.failed)} of {len(jobs)} files failed", file=sys.stderr)
         return 1
     return 0
 
