@@ -155,9 +155,10 @@ class TemporalBlend:
             self.previous = (current, stylised)
             return stylised
         previous_input, previous_output = self.previous
-        # Change averaged over 5x5 px and the channels: one noisy pixel is not motion.
-        change = (current - previous_input).abs().mean(0, keepdim=True)
-        change = F.avg_pool2d(change[None], 5, stride=1, padding=2, count_include_pad=False)[0]
+        # The difference averaged over 5x5 px before taking its size: noise, which differs in
+        # sign from pixel to pixel, averages away (by ~5x); motion and cuts, coherent, stay.
+        change = F.avg_pool2d((current - previous_input)[None], 5, stride=1, padding=2,
+                              count_include_pad=False)[0].abs().mean(0, keepdim=True)
         weight = (1 - change / self.threshold).clamp_(0, 1).mul_(self.amount)
         blended = torch.lerp(stylised, previous_output, weight)
         self.previous = (current, blended)
