@@ -57,13 +57,13 @@ def infer(cfg: DictConfig) -> int:
                        quality=int(cfg.quality), skip_existing=bool(cfg.skip_existing),
                        progress=bool(cfg.progress), video=video)
     where = str(summary.written[0]) if len(jobs) == 1 and summary.written else \
-        f"{len(summary.written)} of {len(jobs)} files"
+        f"{len(summary.written)} of {len(jobs)} photos"
     if summary.written:
         print(f"wrote {where} ({model.describe()})")
     if summary.skipped:
         print(f"skipped {len(summary.skipped)} existing output(s) (skip_existing=true)")
     if summary.failed:
-        print(f"error: {len(summary.failed)} of {len(jobs)} files failed", file=sys.stderr)
+        print(f"error: {len(summary.failed)} of {len(jobs)} photos failed", file=sys.stderr)
         return 1
     return 0
 
