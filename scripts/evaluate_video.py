@@ -24,6 +24,8 @@ Options (key=value):
   strip_frames=4       frames in the strip
   tile=320             strip tile size, px
   device=auto precision=auto threads=N
+  stats_memory= blend= motion_threshold= cut_threshold=   stabilisation settings (infer.py's
+                       video.*; default: the same defaults)
 """
 
 import sys
@@ -61,14 +63,21 @@ class Options:
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None
+    # Stabilisation settings (infer.py's video.*); None: the defaults
+    stats_memory: float | None = None
+    blend: float | None = None
+    motion_threshold: float | None = None
+    cut_threshold: float | None = None
 
 
-def run_mode(model, path: Path, mode: str, judged: set[int], strip: range, judge, limit):
+def run_mode(model, path: Path, mode: str, judged: set[int], strip: range, judge, opts):
     """Stylise the clip in one mode: flicker, fps, judge scores and the strip's frames."""
-    stabilizer = Stabilizer(model, stabilize=StabilizeOptions(mode))
+    settings = {k: getattr(opts, k) for k in ("stats_memory", "blend", "motion_threshold",
+                                              "cut_threshold")}
+    stabilizer = Stabilizer(model, stabilize=StabilizeOptions.parse(mode, **settings))
     meter, scores, kept, seconds, count = FlickerMeter(), [], {}, 0.0, 0
     try:
-        for index, frame in enumerate(read_frames(path, limit)):
+        for index, frame in enumerate(read_frames(path, opts.limit)):
             start = time.perf_counter()
             output = stabilizer(frame)
             seconds += time.perf_counter() - start
@@ -119,7 +128,7 @@ def main(argv: list[str]) -> None:
     results, strips = {}, {}
     for mode in modes:
         print(f"{mode} ...", file=sys.stderr)
-        results[mode], strips[mode] = run_mode(model, path, mode, judged, strip, judge, opts.limit)
+        results[mode], strips[mode] = run_mode(model, path, mode, judged, strip, judge, opts)
     reference = None
     if judge is not None:  # the unchanged clip: zero content loss, and the style loss to remove
         scores = [judge.score(*(TF.to_dtype(f, torch.float32, scale=True),) * 2)
