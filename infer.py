@@ -1,7 +1,8 @@
-"""Stylise photos with a trained network.
+"""Stylise photos and videos with a trained network.
 
     python infer.py ckpt=PATH input=photo.jpg output=out.jpg
     python infer.py ckpt=PATH input=photos/ output=stylised/ format=png preserve_color=true
+    python infer.py ckpt=PATH input=clip.mp4 output=clip_starry.mp4 [stabilize=false]
 
 Settings: configs/infer.yaml. Exit status: 0 all written, 1 some photos failed (each named on
 stderr), 2 nothing done (a usage error, an unreadable checkpoint, ...).
@@ -23,6 +24,7 @@ from fast_style.batch import plan_jobs, run_jobs
 from fast_style.checks import choice, flag, number, whole
 from fast_style.errors import FastStyleError, exit_on_user_error
 from fast_style.stylize import DEVICES, PRECISIONS, StyleOptions, load_model
+from fast_style.video import StabilizeOptions, VideoOptions
 
 
 def _tile(value) -> int | None:
@@ -47,10 +49,21 @@ def infer(cfg: DictConfig) -> int:
     skip_existing, progress = flag("skip_existing", cfg.skip_existing), flag("progress", cfg.progress)
     device = choice("device", cfg.device, DEVICES)
     precision = choice("precision", cfg.precision, PRECISIONS)
+    settings = cfg.video
+    video = VideoOptions(
+        StabilizeOptions.parse(cfg.stabilize,
+                               stats_memory=number("video.stats_memory", settings.stats_memory, 0, 1),
+                               blend=number("video.blend", settings.blend, 0, 1),
+                               motion_threshold=number("video.motion_threshold",
+                                                       settings.motion_threshold, 0),
+                               cut_threshold=number("video.cut_threshold", settings.cut_threshold, 0)),
+        codec=settings.codec, crf=whole("video.crf", settings.crf, 0, 63, optional=True),
+        preset=settings.preset)
     jobs = plan_jobs(str(cfg.input), cfg.output and str(cfg.output), cfg.format)
     model = load_model(cfg.ckpt, device, precision)
     summary = run_jobs(model, jobs, options, max_size=max_size, quality=quality,
-                       skip_existing=skip_existing, progress=progress, max_pixels=max_pixels)
+                       skip_existing=skip_existing, progress=progress, max_pixels=max_pixels,
+                       video=video)
     where = str(summary.written[0]) if len(jobs) == 1 and summary.written else \
         f"{len(summary.written)} of {len(jobs)} photos"
     if summary.written:

@@ -20,8 +20,11 @@ from tqdm import tqdm
 from fast_style.errors import FastStyleError
 from fast_style.image_io import INFER_SUFFIXES, MAX_PIXELS, Photo, load_photo, save_photo
 from fast_style.stylize import Model, StyleOptions, stylize_photo
+from fast_style.video import VIDEO_SUFFIXES, VideoOptions, is_video, stylize_video
 
 GLOB_CHARS = frozenset("*?[")
+# Photos and videos; an animated GIF is a video, a still one a photo (decided when it is run).
+MEDIA_SUFFIXES = INFER_SUFFIXES | VIDEO_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,13 @@ def _suffix(fmt: str | None) -> str | None:
     if not fmt:
         return None
     suffix = "." + str(fmt).lower().lstrip(".")
+    if suffix in VIDEO_SUFFIXES:
+        return suffix
     writer = Image.registered_extensions().get(suffix)
     if writer is None or writer not in Image.SAVE:
         raise FastStyleError(f"format={fmt} is not an image format that can be written; use "
-                             "jpg, png, webp, tif or bmp")
+                             "jpg, png, webp, tif or bmp (photos), mp4, mov, mkv, webm, avi or "
+                             "gif (videos)")
     return suffix
 
 
@@ -57,7 +63,7 @@ def _is_hidden(path: Path, root: Path) -> bool:
 def _photos_under(root: Path, exclude: Path | None) -> list[Path]:
     found = []
     for path in root.rglob("*"):
-        if (path.suffix.lower() in INFER_SUFFIXES and path.is_file()
+        if (path.suffix.lower() in MEDIA_SUFFIXES and path.is_file()
                 and not _is_hidden(path, root)
                 and not (exclude and path.resolve().is_relative_to(exclude))):
             found.append(path)
@@ -100,7 +106,7 @@ def plan_jobs(input: str, output: str | None = None, fmt: str | None = None) -> 
     source = Path(input).expanduser()
     out = Path(output).expanduser() if output else None
     if source.is_file():
-        new_suffix = suffix or source.suffix
+        new_suffix = _target_suffix(source, suffix)
         if out is None:
             target = source.with_name(f"{source.stem}_stylised{new_suffix}")
         elif _looks_like_folder(out, str(output)):
@@ -126,21 +132,42 @@ def plan_jobs(input: str, output: str | None = None, fmt: str | None = None) -> 
             # a link cycle cannot multiply the tree (glob.glob walked 2^depth paths).
             pattern = source.relative_to(base).as_posix()
             sources = sorted(p for p in base.glob(pattern)
-                             if p.suffix.lower() in INFER_SUFFIXES and p.is_file()
+                             if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file()
                              and not _through_linked_folder(p, base))
         else:
             raise FastStyleError(f"input={input} not found: pass a photo, a folder or a glob "
                                  "such as 'photos/*.jpg' (quoted)")
         if not sources:
-            raise FastStyleError(f"no photos ({', '.join(sorted(INFER_SUFFIXES))}) found in "
+            raise FastStyleError(f"no photos or videos ({', '.join(sorted(MEDIA_SUFFIXES))}) found in "
                                  f"input={input}")
         if out.is_file():
             raise FastStyleError(f"output={output} is a file, but input={input} holds several "
                                  "photos: pass a folder")
-        jobs = [Job(p, (out / p.relative_to(base)).with_suffix(suffix or p.suffix))
+        jobs = [Job(p, (out / p.relative_to(base)).with_suffix(_target_suffix(p, suffix)))
                 for p in sources]
     _check_safe(jobs)
+    _check_kinds(jobs)
     return jobs
+
+
+def _target_suffix(source: Path, suffix: str | None) -> str:
+    """format= applies to the files of its kind (photo or video; GIF is both): the others keep
+    their own suffix, so format=png over a folder of photos and clips leaves the clips videos."""
+    if not suffix or suffix == ".gif":
+        return suffix or source.suffix
+    return suffix if (suffix in VIDEO_SUFFIXES) == is_video(source) else source.suffix
+
+
+def _check_kinds(jobs: list[Job]) -> None:
+    """A video must be written as a video (a still frame would silently drop the rest)."""
+    for job in jobs:
+        target = job.target.suffix.lower()
+        if target not in VIDEO_SUFFIXES and is_video(job.source):
+            raise FastStyleError(f"output {job.target} is not a video file but {job.source} is "
+                                 f"a video: name it {', '.join(sorted(VIDEO_SUFFIXES))}")
+        if target in VIDEO_SUFFIXES - {".gif"} and job.source.suffix.lower() not in VIDEO_SUFFIXES:
+            raise FastStyleError(f"output {job.target} is a video file but {job.source} is a "
+                                 "photo: name it .jpg, .png, .webp, .tif or .bmp")
 
 
 def _check_safe(jobs: list[Job]) -> None:
@@ -172,9 +199,10 @@ def shrink(photo: Photo, max_size: int | None) -> Photo:
 
 def run_jobs(model: Model, jobs: list[Job], options: StyleOptions, max_size: int | None = None,
              quality: int = 95, skip_existing: bool = False, progress: bool = True,
-             say: Callable[[str], None] | None = None, max_pixels: int | None = MAX_PIXELS
-             ) -> Summary:
-    """Stylise every job; a failure is reported through ``say`` and the others still run."""
+             say: Callable[[str], None] | None = None, max_pixels: int | None = MAX_PIXELS,
+             video: VideoOptions | None = None) -> Summary:
+    """Stylise every job; a failure is reported through ``say`` and the others still run.
+    Videos (and animated GIFs) go through fast_style.video with ``video``'s settings."""
     summary = Summary()
     say = say or (lambda line: tqdm.write(line, file=sys.stderr))
     bar = tqdm(jobs, unit="photo", disable=not progress or len(jobs) < 2, file=sys.stderr,
@@ -186,6 +214,12 @@ def run_jobs(model: Model, jobs: list[Job], options: StyleOptions, max_size: int
             continue
         tiles = _TileBar(enabled=progress)
         try:
+            if is_video(job.source):
+                for note in stylize_video(model, job.source, job.target, options, video,
+                                          progress=progress):
+                    say(f"note: {job.target}: {note}")
+                summary.written.append(job.target)
+                continue
             photo = shrink(load_photo(job.source, max_size, max_pixels), max_size)
             rgb = stylize_photo(model, photo.rgb, options, progress=tiles.update)
             for note in save_photo(Photo(rgb, photo.alpha, photo.icc_profile), job.target,

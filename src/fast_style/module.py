@@ -42,6 +42,8 @@ class StyleTransferSystem(L.LightningModule):
         content_layer: str = "relu2_2",
         style_layers: Mapping[str, float] | None = None,
         vgg_weights: str = "caffe",
+        stability_weight: float = 0.0,
+        stability_noise: float = 0.03,
         # optimisation
         lr: float = 1e-3,
         channels_last: bool = True,
@@ -108,7 +110,18 @@ class StyleTransferSystem(L.LightningModule):
         losses["loss"] = (hp.content_weight * losses["loss_content"]
                           + hp.style_weight * losses["loss_style"]
                           + hp.tv_weight * losses["loss_tv"])
+        if hp.stability_weight and self.training:
+            losses["loss_stability"] = self.stability_loss(photos, stylised)
+            losses["loss"] = losses["loss"] + hp.stability_weight * losses["loss_stability"]
         return losses
+
+    def stability_loss(self, photos: torch.Tensor, stylised: torch.Tensor) -> torch.Tensor:
+        """Noise stability for video (Gupta et al. 2017, Huang et al. 2017): the same photos
+        with a little Gaussian noise (sensor noise, compression) must stylise the same. MSE
+        between the two outputs on 0-255 pixels, the scale the VGG losses see."""
+        noisy = (photos + self.hparams.stability_noise * torch.randn_like(photos)).clamp(0, 1)
+        return torch.nn.functional.mse_loss(self.transformer(noisy).float() * 255,
+                                            stylised.float() * 255)
 
     def training_step(self, photos: torch.Tensor, batch_idx: int) -> torch.Tensor:
         losses = self.compute_losses(photos)

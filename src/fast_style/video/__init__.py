@@ -1,0 +1,14 @@
+"""Video: stylise clips frame by frame in bounded memory, with their sound, without flicker.
+
+- io.py: decoding and encoding with PyAV (codecs, audio passthrough, atomic output);
+- stabilize.py: shared instance-norm statistics and a motion-aware temporal blend;
+- flicker.py: the flicker measure (output change beyond the input's own change);
+- pipeline.py: a file in, a stylised file out.
+"""
+
+from fast_style.video.io import VIDEO_SUFFIXES, is_video
+from fast_style.video.pipeline import VideoOptions, stylize_video
+from fast_style.video.stabilize import StabilizeOptions, Stabilizer
+
+__all__ = ["VIDEO_SUFFIXES", "StabilizeOptions", "Stabilizer", "VideoOptions", "is_video",
+           "stylize_video"]

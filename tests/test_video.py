@@ -1,0 +1,258 @@
+"""Video: clips made here with PyAV (with sound) go through infer's planning and running."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, write_photo
+from PIL import Image
+from test_infer import fp32_model, tiny_ckpt  # noqa: F401 - tiny_ckpt is a fixture
+
+from fast_style.batch import plan_jobs, run_jobs
+from fast_style.errors import FastStyleError
+from fast_style.stylize import StyleOptions, stylize_photo
+from fast_style.video import StabilizeOptions, Stabilizer, VideoOptions, is_video
+from fast_style.video.flicker import flicker
+from fast_style.video.io import read_frames
+
+W, H, FPS, FRAMES = 64, 48, 12, 10
+
+
+def scene(seed: int, w: int = W, h: int = H) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (h // 8 + 2, w // 8 + 2, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC))
+
+
+def clip_frames(count=FRAMES, motion=2, noise=0.0, seed=0, w=W, h=H) -> list[np.ndarray]:
+    """A scene sliding ``motion`` px a frame, with Gaussian noise of std ``noise`` (0..255)."""
+    rng = np.random.default_rng(seed + 1)
+    wide = scene(seed, w + motion * count, h)
+    frames = []
+    for i in range(count):
+        f = wide[:, i * motion:i * motion + w].astype(np.float32)
+        f = f + rng.normal(0, noise, f.shape) if noise else f
+        frames.append(np.clip(f + 0.5, 0, 255).astype(np.uint8))
+    return frames
+
+
+def write_clip(path, frames, fps=FPS, vcodec="libx264", acodec="aac", audio=True):
+    """A clip with a 440 Hz tone as its sound; lossless x264 so that tests see their frames."""
+    h, w = frames[0].shape[:2]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream(vcodec, rate=fps, options={"crf": "0"})
+        video.width, video.height, video.pix_fmt = w, h, "yuv444p"
+        sound = out.add_stream(acodec, rate=48000, layout="mono") if audio else None
+        for i, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        if sound is not None:
+            t = np.arange(round(48000 * len(frames) / fps)) / 48000
+            tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+            samples = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+            samples.sample_rate, samples.pts = 48000, 0
+            out.mux(sound.encode(samples))
+            out.mux(sound.encode(None))
+    return path
+
+
+def probe(path):
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        info = {"size": (v.codec_context.width, v.codec_context.height),
+                "rate": v.average_rate, "duration": c.duration / av.time_base,
+                "audio": [a.codec_context.name for a in c.streams.audio]}
+        audio = [bytes(p) for p in c.demux(*c.streams.audio) if p.dts is not None] \
+            if c.streams.audio else []
+    info["frames"] = sum(1 for _ in read_frames(path))
+    return info, audio
+
+
+def run(model, source, target, **video):
+    stabilize = StabilizeOptions.parse(video.pop("stabilize", True))
+    jobs = plan_jobs(str(source), str(target))
+    said = []
+    summary = run_jobs(model, jobs, StyleOptions(), progress=False, say=said.append,
+                       video=VideoOptions(stabilize, **video))
+    return summary, said
+
+
+# ------------------------------------------------------------------------------- files
+
+def test_mp4_keeps_frames_size_rate_duration_and_audio_bytes(tmp_path):
+    source = write_clip(tmp_path / "clip.mp4", clip_frames())
+    summary, said = run(fp32_model(), source, tmp_path / "out.mp4")
+    assert not summary.failed and said == []
+    before, audio_in = probe(source)
+    after, audio_out = probe(tmp_path / "out.mp4")
+    assert after["frames"] == before["frames"] == FRAMES
+    assert after["size"] == (W, H) and after["rate"] == FPS
+    assert after["duration"] == pytest.approx(before["duration"], abs=1 / FPS)
+    assert after["audio"] == ["aac"] and audio_out == audio_in  # copied, not re-encoded
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_webm_reencodes_audio_it_cannot_hold_and_says_so(tmp_path):
+    source = write_clip(tmp_path / "clip.mp4", clip_frames())
+    summary, said = run(fp32_model(), source, tmp_path / "out.webm", stabilize=False)
+    info, _ = probe(tmp_path / "out.webm")
+    assert not summary.failed and info["frames"] == FRAMES and info["audio"] == ["opus"]
+    assert any("re-encoded to libopus" in line for line in said)
+
+
+def test_frame_by_frame_equals_the_photo_path_frame_for_frame(tmp_path):
+    frames = clip_frames(count=5, noise=4)
+    source = write_clip(tmp_path / "clip.mkv", frames, audio=False)
+    # Lossless RGB x264: what is decoded is exactly what was stylised.
+    summary, said = run(fp32_model(), source, tmp_path / "out.mkv", stabilize=False,
+                        codec="libx264rgb", crf=0)
+    assert not summary.failed, said
+    model = fp32_model()
+    decoded = list(read_frames(source))
+    written = list(read_frames(tmp_path / "out.mkv"))
+    assert len(written) == len(decoded) == 5
+    for image, output in zip(decoded, written):
+        assert torch.equal(output, stylize_photo(model, image))
+
+
+def test_animated_gif_in_and_out_keeps_every_frame_and_its_timing(tmp_path):
+    frames = [Image.fromarray(f) for f in clip_frames(count=4)]
+    source = tmp_path / "anim.gif"
+    frames[0].save(source, save_all=True, append_images=frames[1:], duration=[100, 200, 100, 300],
+                   loop=0)
+    assert is_video(source) and not is_video(write_photo(tmp_path / "still.gif"))
+    summary, _ = run(fp32_model(), source, tmp_path / "out.gif")
+    assert not summary.failed
+    with Image.open(tmp_path / "out.gif") as out:
+        assert out.n_frames == 4 and out.size == (W, H)
+        durations = []
+        for i in range(out.n_frames):
+            out.seek(i)
+            durations.append(out.info["duration"])
+    assert durations[:3] == [100, 200, 100]  # GIF's last frame has no end time in FFmpeg's view
+    run(fp32_model(), source, tmp_path / "out.mp4")
+    assert probe(tmp_path / "out.mp4")[0]["frames"] == 4
+
+
+def test_corrupt_and_truncated_videos_are_one_line_and_leave_nothing(tmp_path):
+    good = write_clip(tmp_path / "in" / "good.mp4", clip_frames())
+    (tmp_path / "in" / "garbage.mp4").write_bytes(b"not a video at all" * 100)
+    data = good.read_bytes()
+    (tmp_path / "in" / "truncated.mp4").write_bytes(data[:len(data) // 2])
+    summary, said = run(fp32_model(), tmp_path / "in", tmp_path / "out")
+    assert [p.name for p in summary.written] == ["good.mp4"]
+    assert sorted(p.name for p, _ in summary.failed) == ["garbage.mp4", "truncated.mp4"]
+    for line in said:
+        assert line.startswith("error: ") and "\n" not in line and "cannot read video" in line
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4"]
+
+
+def test_interrupt_leaves_no_half_written_video(tmp_path):
+    source = write_clip(tmp_path / "clip.mp4", clip_frames())
+    model, calls = fp32_model(), []
+
+    class Interrupted:  # the real model, with Ctrl-C arriving during the fourth frame
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+        def __call__(self, x):
+            calls.append(1)
+            if len(calls) == 4:
+                raise KeyboardInterrupt
+            return model(x)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(Interrupted(), source, tmp_path / "out" / "clip.mp4", stabilize=False)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_folder_of_videos_and_photos_mirrors_names(tmp_path):
+    root = tmp_path / "media"
+    root.mkdir()
+    write_clip(root / "a.mp4", clip_frames(count=3))
+    (root / "sub").mkdir()
+    write_clip(root / "sub" / "b.mkv", clip_frames(count=3), audio=False)
+    write_photo(root / "c.jpg")
+    frames = [Image.fromarray(f) for f in clip_frames(count=3)]
+    frames[0].save(root / "d.gif", save_all=True, append_images=frames[1:], duration=100)
+    jobs = plan_jobs(str(root), str(tmp_path / "out"), "png")  # format= applies to the photos
+    assert sorted(str(j.target.relative_to(tmp_path / "out")) for j in jobs) == \
+        ["a.mp4", "c.png", "d.gif", "sub/b.mkv"]
+    summary = run_jobs(fp32_model(), jobs, StyleOptions(), progress=False, say=lambda _: None)
+    assert not summary.failed and len(summary.written) == 4
+    assert probe(tmp_path / "out" / "sub" / "b.mkv")[0]["frames"] == 3
+    with Image.open(tmp_path / "out" / "d.gif") as gif:
+        assert gif.n_frames == 3
+
+
+def test_a_video_written_as_a_photo_is_refused_before_anything_runs(tmp_path):
+    source = write_clip(tmp_path / "clip.mp4", clip_frames(count=2), audio=False)
+    with pytest.raises(FastStyleError, match="not a video file"):
+        plan_jobs(str(source), str(tmp_path / "out.png"))
+
+
+# ------------------------------------------------------------------------- stability
+
+def stylise(frames, mode, options=None, model=None):
+    stabilizer = Stabilizer(model or fp32_model(), options or StyleOptions(),
+                            StabilizeOptions(mode))
+    try:
+        return [stabilizer(torch.from_numpy(f).permute(2, 0, 1)) for f in frames], stabilizer
+    finally:
+        stabilizer.close()
+
+
+def shimmer(outputs) -> float:
+    """Mean |O_t - O_t-1| on [0, 1] pixels: how much the output moves between frames."""
+    return float(np.mean([(b.float() - a.float()).abs().mean() / 255
+                          for a, b in zip(outputs, outputs[1:])]))
+
+
+def test_stabilisation_steadies_a_still_noisy_clip_and_leaves_a_clean_one_still():
+    frames = clip_frames(count=8, motion=0, noise=6)
+    plain, steady = stylise(frames, "frame")[0], stylise(frames, "stats+blend")[0]
+    assert shimmer(steady) < 0.5 * shimmer(plain)
+    inputs = [torch.from_numpy(f).permute(2, 0, 1) for f in frames]
+    assert flicker(inputs, steady) < flicker(inputs, plain)
+    # A still clip without noise: the stabilised output does not move at all.
+    still = [frames[0]] * 5
+    outputs, _ = stylise(still, "stats+blend")
+    assert flicker([inputs[0]] * 5, outputs) < 1e-3
+
+
+def test_shared_statistics_restart_at_a_cut():
+    first, second = clip_frames(count=4, seed=1), clip_frames(count=3, seed=7)
+    outputs, stabilizer = stylise(first + second, "stats")
+    assert stabilizer.cuts == 1
+    fresh, _ = stylise(second, "stats")
+    assert torch.equal(outputs[len(first)], fresh[0])  # nothing of the first shot carried over
+
+
+def test_shared_statistics_under_tiling_match_the_whole_frame():
+    frames = clip_frames(count=3, noise=4, w=160, h=120)
+    whole, _ = stylise(frames, "stats", StyleOptions(tile=0))
+    tiled, _ = stylise(frames, "stats", StyleOptions(tile=96, tile_overlap=24))
+    for a, b in zip(whole, tiled):
+        assert (a.int() - b.int()).abs().max() <= 2
+
+
+# ------------------------------------------------------------------------------- CLI
+
+@pytest.mark.slow
+def test_infer_cli_stylises_a_clip(tmp_path, tiny_ckpt):  # noqa: F811 - the fixture
+    source = write_clip(tmp_path / "clip.mp4", clip_frames(count=4))
+    result = subprocess.run([sys.executable, str(REPO / "infer.py"), f"ckpt={tiny_ckpt}",
+                             f"input={source}", f"output={tmp_path / 'out.webm'}",
+                             "video.crf=40", "progress=false"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "re-encoded to libopus" in result.stderr
+    assert probe(tmp_path / "out.webm")[0]["frames"] == 4
