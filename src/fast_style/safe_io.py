@@ -106,6 +106,38 @@ def atomic_save(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
     return Path(path)
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """atomic_write for writers that insist on a file name (PyAV picks the container from its
+    suffix): yields a fresh temp path beside ``path`` ending in the same suffix; the block writes
+    and closes it, then it is fsynced and renamed over ``path`` (removed on any error)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{TEMP_SUFFIX}{path.suffix}",
+                                        dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise _io_error(path, e) from None
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _io_error(path, e) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_save(path, lambda f: f.write(text.encode("utf-8")))
 
@@ -118,9 +150,9 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [p for p in folder.glob(f".*{TEMP_SUFFIX}")
-             if re.fullmatch(rf"\..+\.[^.]+{re.escape(TEMP_SUFFIX)}", p.name) and p.is_file()
-             and not p.is_symlink()]
+    stale = [p for p in folder.glob(f".*{TEMP_SUFFIX}*")
+             if re.fullmatch(rf"\..+\.[^.]+{re.escape(TEMP_SUFFIX)}(\.\w+)?", p.name)
+             and p.is_file() and not p.is_symlink()]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

@@ -15,10 +15,7 @@ encodes as frames arrive. Errors are one-line FastStyleErrors naming the file.
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +26,7 @@ import torch
 from PIL import Image
 
 from fast_style.errors import FastStyleError
+from fast_style.safe_io import atomic_path
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif"})
 
@@ -282,19 +280,7 @@ def read_frames(path: str | Path, limit: int | None = None) -> Iterator[torch.Te
         reader.close()
 
 
-@contextmanager
-def atomic_video(target: Path) -> Iterator[Path]:
+def atomic_video(target: Path):
     """A temp file beside ``target`` (same suffix, so the same container), renamed onto it when
     the block ends normally and deleted on any error, Ctrl-C or SIGTERM turned exception."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the video private
-    try:
-        yield Path(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return atomic_path(target)
