@@ -22,6 +22,7 @@ from fast_style.callbacks import (
 )
 from fast_style.data import PhotoDataModule
 from fast_style.errors import FastStyleError, exit_on_user_error
+from fast_style.hardware import training_precision
 from fast_style.module import VAL_METRICS, StyleTransferSystem
 from fast_style.runs import resumed_tensorboard_run, sweep_job
 from fast_style.styles import resolve_style_image
@@ -38,6 +39,9 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.objective not in VAL_METRICS:  # found now, not when a sweep's first run has ended
         raise FastStyleError(f"objective={cfg.objective} is not logged; choose one of "
                              f"{', '.join(VAL_METRICS)}")
+    # auto: bf16-mixed where the hardware computes bf16, 32-true where bf16 would be emulated
+    # (slower than fp32: benchmarks/README.md). Resolved here so config.yaml records the choice.
+    cfg.trainer.precision = training_precision(cfg.trainer.precision, cfg.trainer.accelerator)
 
     style_image = resolve_style_image(cfg.style.name, cfg.style.image, cfg.style.file,
                                       cfg.style.url, cfg.style.sha256)
