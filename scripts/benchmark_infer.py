@@ -77,7 +77,7 @@ def variants(ckpt: str | None, image: torch.Tensor, compile_: bool) -> dict[str,
     """name -> a function stylising ``image`` ((3, H, W) uint8) into (3, H, W) float in [0, 1]."""
     from fast_style.export import export
     from fast_style.reference import ReferenceTransformerNet
-    from fast_style.stylize import OnnxModel, TorchModel, load_model, stylize_photo
+    from fast_style.stylize import OnnxModel, TorchModel, load_model, native_bf16, stylize_photo
     from fast_style.transformer_net import set_kernel_routes
 
     net, info = _net(ckpt)
@@ -85,7 +85,9 @@ def variants(ckpt: str | None, image: torch.Tensor, compile_: bool) -> dict[str,
     reference = ReferenceTransformerNet().eval()
     fp32_cl = TorchModel(_net(ckpt)[0], info, torch.device("cpu"), "fp32")
     bf16_cl = TorchModel(_net(ckpt)[0], info, torch.device("cpu"), "bf16")
-    default = load_model(ckpt) if ckpt else bf16_cl
+    # What infer.py would run: precision=auto picks bf16 only where the hardware has it.
+    default = load_model(ckpt) if ckpt else (bf16_cl if native_bf16(torch.device("cpu"))
+                                             else fp32_cl)
 
     def eager(dtype=None):
         def run():
