@@ -37,3 +37,18 @@ def test_dark_right_strip_and_inset_rectangle_are_found_at_their_place():
     assert abs(report["left"]["edge_strip"]) < 0.01
     for side in report.values():
         assert side["inset_line_px"] == 20 and side["inset_line"] > 0.05
+
+
+def test_padding_to_a_multiple_of_4_reflects_instead_of_repeating():
+    # Repeating the last row/column made a flat band that trained networks render as a bright
+    # strip along the right and bottom edges (benchmarks/borders.md).
+    from fast_style.transformer_net import pad_to_multiple
+
+    x = torch.rand(1, 3, 18, 21)
+    padded = pad_to_multiple(x)
+    assert padded.shape[-2:] == (20, 24)
+    assert torch.equal(padded[..., :18, :21], x)
+    assert torch.equal(padded[..., 18, :21], x[..., 16, :])  # reflected about the last row
+    assert torch.equal(padded[..., :18, 21:24], x[..., :, [19, 18, 17]])
+    small = pad_to_multiple(torch.rand(1, 3, 5, 130))  # too small to reflect: repeated to 16
+    assert small.shape[-2:] == (16, 132)

@@ -193,9 +193,22 @@ def padded_length(n: int) -> int:
 
 
 def pad_to_multiple(x: torch.Tensor) -> torch.Tensor:
+    """Pads the bottom/right up to padded_length: sides under MIN_SIDE by repeating the last
+    row/column (reflection needs the pad to be smaller than the side), then the last 0-3 px to a
+    multiple of SIZE_MULTIPLE by reflection. Repeating there made a flat band that trained
+    networks render as a bright strip along the right/bottom edge (benchmarks/borders.md)."""
     h, w = x.shape[-2:]
-    pad_h, pad_w = padded_length(h) - h, padded_length(w) - w
+    small_h, small_w = max(MIN_SIDE - h, 0), max(MIN_SIDE - w, 0)
+    if small_h or small_w:
+        x = F.pad(x, (0, small_w, 0, small_h), mode="replicate")
+    return reflect_to_multiple(x)
+
+
+def reflect_to_multiple(x: torch.Tensor) -> torch.Tensor:
+    """Reflection-pads the bottom/right of a (.., H, W) tensor with sides >= 4 to multiples of
+    SIZE_MULTIPLE."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
     if pad_h or pad_w:
-        # Replicate rather than reflect: reflection needs the pad to be smaller than the side.
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
     return x
