@@ -27,6 +27,7 @@ from fast_style.checks import check_training_config
 from fast_style.data import PhotoDataModule
 from fast_style.errors import FastStyleError, exit_on_user_error
 from fast_style.feedback import EarlyFeedback, StepProgressBar, model_line, quiet_start
+from fast_style.hardware import training_precision
 from fast_style.module import VAL_METRICS, StyleTransferSystem
 from fast_style.resume import check_resume
 from fast_style.runs import read_resume_checkpoint, resumed_tensorboard_run, sweep_job
@@ -61,6 +62,9 @@ def _train_locked(cfg: DictConfig, ckpt_dir: Path) -> float | None:
     # Lightning, which would unpickle anything from a URL.
     ckpt_path, resume_state = read_resume_checkpoint(cfg.ckpt_path, ckpt_dir)
     check_resume(cfg, resume_state, ckpt_path)  # trained with other settings: refused, named
+    # auto: bf16-mixed where the hardware computes bf16, 32-true where bf16 would be emulated
+    # (slower than fp32: benchmarks/README.md). Resolved here so config.yaml records the choice.
+    cfg.trainer.precision = training_precision(cfg.trainer.precision, cfg.trainer.accelerator)
 
     style_image = resolve_style_image(cfg.style.name, cfg.style.image, cfg.style.file,
                                       cfg.style.url, cfg.style.sha256)

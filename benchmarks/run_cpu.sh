@@ -7,6 +7,10 @@ out=benchmarks/results
 mkdir -p "$out"
 last() { tail -n 1; }
 
+# Every recipe variant, one step of each in turn (robust to a loaded machine), and the same for
+# inference at 1024x1024: the per-CPU-kind tables in benchmarks/README.md.
+python scripts/benchmark.py train --steps 4 --warmup 1 --variants "reference,fp32 channels_last batchnorm-IN,fp32 channels_last aten-IN,fp32 NCHW aten-IN,fp32 NCHW batchnorm-IN,bf16 channels_last batchnorm-IN" | last > "$out/train_variants.json"
+python scripts/benchmark.py infer --size 1024 --compare --runs 2 --warmup 1 | last > "$out/infer_compare.json"
 # Default training path vs pytorch/examples' recipe, alternating ABAB in one process.
 python scripts/benchmark.py train --compare --rounds 2 --steps 8 --warmup 2 --json | last > "$out/train_compare.json"
 # One change at a time, against the default path.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import resource
 import statistics
 import sys
@@ -31,19 +31,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
 def machine() -> dict:
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(),
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    """Where a figure was measured: the CPU's model and bf16/AMX flags decide which recipe wins."""
+    from fast_style.hardware import cpu_info
+
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), **cpu_info(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "loadavg_1min": round(os.getloadavg()[0], 2)}
 
 
 def compose_train_config(overrides: list[str]):
@@ -90,8 +84,11 @@ def measure_train(overrides: list[str], batch_size: int, image_size: int, steps:
     import lightning as L
     from torch.utils.data import DataLoader
 
+    from fast_style.hardware import training_precision
+
     cfg = compose_train_config(overrides)
-    precision = "32-true" if reference else cfg.trainer.precision
+    precision = ("32-true" if reference
+                 else training_precision(cfg.trainer.precision, cfg.trainer.accelerator))
     system = build_system(cfg, reference)
     photos = torch.rand(batch_size * (warmup + steps), 3, image_size, image_size)
     loader = DataLoader(photos, batch_size=batch_size)  # a tensor indexes like a dataset
@@ -127,7 +124,77 @@ def measure_train(overrides: list[str], batch_size: int, image_size: int, steps:
     }
 
 
+# name -> (overrides, reference recipe?, per-image batch norm?, pads keep dtype?)
+TRAIN_VARIANTS = {
+    "reference": ([], True, False, False),
+    "fp32 channels_last batchnorm-IN": (["trainer.precision=32-true"], False, True, True),
+    "fp32 channels_last aten-IN": (["trainer.precision=32-true"], False, False, True),
+    "fp32 NCHW batchnorm-IN": (["trainer.precision=32-true", "model.channels_last=false"],
+                               False, True, True),
+    "fp32 NCHW aten-IN": (["trainer.precision=32-true", "model.channels_last=false"],
+                          False, False, True),
+    "bf16 channels_last batchnorm-IN": (["trainer.precision=bf16-mixed"], False, True, True),
+    "bf16 channels_last batchnorm-IN autocast-pads": (["trainer.precision=bf16-mixed"], False,
+                                                      True, False),
+    "bf16 channels_last aten-IN": (["trainer.precision=bf16-mixed"], False, False, True),
+    "bf16 channels_last aten-IN autocast-pads": (["trainer.precision=bf16-mixed"], False, False,
+                                                 False),
+    "default": ([], False, True, True),
+}
+
+
+def interleaved_train(overrides: list[str], names: list[str], batch_size: int, image_size: int,
+                      steps: int, warmup: int, device: str = "cpu") -> dict:
+    """Round-robin, one step of each variant in turn, in one process: on a loaded machine the
+    load hits every variant alike, so the ratios hold where single runs would not. The step is
+    Lightning's (autocast around the losses, backward and optimizer step outside it) without
+    the Trainer around it."""
+    from fast_style.hardware import training_precision
+    from fast_style.transformer_net import set_kernel_routes
+
+    systems = {}
+    for name in names:
+        extra, reference, batch_norm, pads = TRAIN_VARIANTS[name]
+        cfg = compose_train_config(overrides + extra)
+        system = build_system(cfg, reference).to(device).train()
+        set_kernel_routes(system.transformer, batch_norm, pads)
+        precision = "32-true" if reference else training_precision(cfg.trainer.precision, device)
+        systems[name] = (system, system.configure_optimizers(), precision)
+    photos = torch.rand(batch_size, 3, image_size, image_size, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(warmup + steps):
+        for name, (system, optimizer, precision) in systems.items():
+            sync()
+            start = time.perf_counter()
+            with torch.autocast(device, torch.bfloat16, enabled=precision == "bf16-mixed"):
+                loss = system.compute_losses(photos)["loss"]
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            sync()
+            times[name].append(time.perf_counter() - start)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"{name}: loss {loss.item()} is not finite")
+    first = statistics.median(times[names[0]][warmup:])
+    table = {}
+    for name in names:
+        median = statistics.median(times[name][warmup:])
+        table[name] = {"precision": systems[name][2], "median_step_s": round(median, 3),
+                       "images_per_s": round(batch_size / median, 3),
+                       f"speedup_vs_{names[0]}": round(first / median, 3),
+                       "step_s": [round(t, 3) for t in times[name][warmup:]]}
+        print(f"{name:48s} {median:7.2f} s/step  x{first / median:5.2f}", flush=True)
+    return {"batch_size": batch_size, "image_size": image_size, "steps": steps,
+            "warmup_steps": warmup, "device": device, "variants": table}
+
+
 def cmd_train(args, overrides) -> dict:
+    if args.variants:
+        result = interleaved_train(overrides, args.variants.split(","), args.batch_size,
+                                   args.image_size, args.steps, args.warmup)
+        return {"benchmark": "train-variants", **result, "peak_rss_mb": round(peak_rss_mb(), 1),
+                "overrides": overrides, **machine()}
     kwargs = {"batch_size": args.batch_size, "image_size": args.image_size, "steps": args.steps,
               "warmup": args.warmup}
     if not args.compare:
@@ -178,8 +245,11 @@ def cmd_overfit(args, overrides) -> dict:
         def on_train_batch_end(self, trainer, module, outputs, *args):
             self.losses.append(float(outputs["loss"]))
 
+    # fp32 against bf16-mixed, or against the mixed precision named with trainer.precision=.
+    mixed_precision = cfg.trainer.precision if cfg.trainer.precision not in (
+        "auto", "32-true") else "bf16-mixed"
     curves = {}
-    for precision in ("32-true", cfg.trainer.precision):
+    for precision in ("32-true", mixed_precision):
         L.seed_everything(cfg.seed)
         system = build_system(cfg, reference=False)
         curve = LossCurve()
@@ -192,13 +262,13 @@ def cmd_overfit(args, overrides) -> dict:
         curves[precision] = {"losses": [round(x, 1) for x in curve.losses],
                              "wall_s": round(time.perf_counter() - start, 1)}
 
-    fp32, mixed = (curves[p]["losses"] for p in ("32-true", cfg.trainer.precision))
+    fp32, mixed = (curves[p]["losses"] for p in ("32-true", mixed_precision))
     # Median over the second half of the run: overfitting one batch with Adam at lr 1e-3 has
     # occasional loss spikes in both precisions (seen near step 185 of 200), which a mean over
     # the last few steps reports as a precision difference. The curves themselves are recorded.
     half = len(fp32) // 2
     end32, end_mixed = statistics.median(fp32[half:]), statistics.median(mixed[half:])
-    return {"benchmark": "overfit", "precision": cfg.trainer.precision, "steps": args.steps,
+    return {"benchmark": "overfit", "precision": mixed_precision, "steps": args.steps,
             "batch_size": args.batch_size, "image_size": args.image_size,
             "first_loss": fp32[0], "final_loss_fp32": round(end32, 1),
             "final_loss_mixed": round(end_mixed, 1),
@@ -208,18 +278,14 @@ def cmd_overfit(args, overrides) -> dict:
 
 # ------------------------------------------------------------------------------------ data
 
-def cmd_data(args, overrides) -> dict:
-    """Photos per second the DataModule delivers (decode, EXIF, resize, crop) with its workers."""
+def measure_data(data: dict, steps: int, warmup: int) -> dict:
+    """Photos per second a PhotoDataModule(**data) delivers (decode, EXIF, resize, crop)."""
     from fast_style.data import PhotoDataModule
 
-    cfg = compose_train_config(overrides)
-    data = {**cfg.data, "batch_size": args.batch_size, "image_size": args.image_size}
-    if args.num_workers is not None:
-        data["num_workers"] = args.num_workers
     dm = PhotoDataModule(**data)
     dm.setup()
     times, batches = [], 0
-    while batches < args.warmup + args.steps:
+    while batches < warmup + steps:
         iterator = iter(dm.train_dataloader())
         start = time.perf_counter()
         for _ in iterator:
@@ -227,14 +293,21 @@ def cmd_data(args, overrides) -> dict:
             times.append(now - start)
             start = now
             batches += 1
-            if batches >= args.warmup + args.steps:
+            if batches >= warmup + steps:
                 break
-    median = statistics.median(times[args.warmup:])
-    return {"benchmark": "data", "root": str(dm.root), "num_workers": dm.num_workers,
-            "batch_size": args.batch_size, "image_size": args.image_size,
-            "batches": len(times) - args.warmup, "median_batch_s": round(median, 4),
-            "photos_per_s": round(args.batch_size / median, 1),
-            "peak_rss_mb": round(peak_rss_mb(), 1), **machine()}
+    median = statistics.median(times[warmup:])
+    return {"root": str(dm.root), "num_workers": dm.num_workers, "batch_size": dm.batch_size,
+            "image_size": dm.image_size, "batches": len(times) - warmup,
+            "median_batch_s": round(median, 4), "photos_per_s": round(dm.batch_size / median, 1)}
+
+
+def cmd_data(args, overrides) -> dict:
+    cfg = compose_train_config(overrides)
+    data = {**cfg.data, "batch_size": args.batch_size, "image_size": args.image_size}
+    if args.num_workers is not None:
+        data["num_workers"] = args.num_workers
+    result = measure_data(data, args.steps, args.warmup)
+    return {"benchmark": "data", **result, "peak_rss_mb": round(peak_rss_mb(), 1), **machine()}
 
 
 def main() -> None:
@@ -251,6 +324,9 @@ def main() -> None:
     train.add_argument("--compare", action="store_true",
                        help="default and reference recipes alternately; reports the speed-up")
     train.add_argument("--rounds", type=int, default=2, help="with --compare: ABAB rounds")
+    train.add_argument("--variants", default=None,
+                       help="comma-separated names of TRAIN_VARIANTS, timed step by step in turn "
+                       "(the first is the baseline of the ratios), e.g. reference,default")
     train.add_argument("--json", action="store_true", help="(the JSON line is always printed)")
     train.set_defaults(func=cmd_train)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import resource
 import statistics
 import tempfile
@@ -79,14 +78,17 @@ def variants(ckpt: str | None, image: torch.Tensor, compile_: bool) -> dict[str,
     """name -> a function stylising ``image`` ((3, H, W) uint8) into (3, H, W) float in [0, 1]."""
     from fast_style.export import export
     from fast_style.reference import ReferenceTransformerNet
-    from fast_style.stylize import OnnxModel, TorchModel, load_model, stylize_photo
+    from fast_style.stylize import OnnxModel, TorchModel, load_model, native_bf16, stylize_photo
+    from fast_style.transformer_net import set_kernel_routes
 
     net, info = _net(ckpt)
     x = TF.to_dtype(image, torch.float32, scale=True)[None]
     reference = ReferenceTransformerNet().eval()
     fp32_cl = TorchModel(_net(ckpt)[0], info, torch.device("cpu"), "fp32")
     bf16_cl = TorchModel(_net(ckpt)[0], info, torch.device("cpu"), "bf16")
-    default = load_model(ckpt) if ckpt else bf16_cl
+    # What infer.py would run: precision=auto picks bf16 only where the hardware has it.
+    default = load_model(ckpt) if ckpt else (bf16_cl if native_bf16(torch.device("cpu"))
+                                             else fp32_cl)
 
     def eager(dtype=None):
         def run():
@@ -98,10 +100,21 @@ def variants(ckpt: str | None, image: torch.Tensor, compile_: bool) -> dict[str,
         with torch.inference_mode():
             return (reference(x * 255).clamp(0, 255) / 255)[0]
 
+    # The same networks with aten's instance_norm instead of per-image batch norm.
+    plain_cl = TorchModel(set_kernel_routes(_net(ckpt)[0], per_image_batch_norm=False), info,
+                          torch.device("cpu"), "fp32")
+    plain_nchw = set_kernel_routes(_net(ckpt)[0].eval(), per_image_batch_norm=False)
+
+    def plain_nchw_run():
+        with torch.inference_mode():
+            return plain_nchw(x)[0]
+
     out: dict[str, Callable] = {
         "reference pytorch/examples fp32 eager": reference_run,
         "ours fp32 eager (NCHW)": eager(),
+        "ours fp32 eager (NCHW) aten instance_norm": plain_nchw_run,
         "ours fp32 channels_last": lambda: fp32_cl(x)[0],
+        "ours fp32 channels_last aten instance_norm": lambda: plain_cl(x)[0],
         "ours bf16 autocast (NCHW)": eager(torch.bfloat16),
         "ours bf16 channels_last": lambda: bf16_cl(x)[0],
     }
@@ -191,8 +204,9 @@ def cmd_infer(args, overrides) -> dict:
 
 
 def _machine() -> dict:
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(),
+    from fast_style.hardware import cpu_info
+
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), **cpu_info(),
             "loadavg_1min": round(os.getloadavg()[0], 2)}
 
 

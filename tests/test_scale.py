@@ -207,7 +207,7 @@ def interrupt(args, tmp, name, sig, after_file):
 
 @pytest.mark.slow
 def test_seed_makes_cpu_runs_identical_with_or_without_workers(photos, baseline, tmp_path):
-    # default precision (bf16-mixed) and channels_last, as a user runs it
+    # default precision (auto) and channels_last, as a user runs it
     same = run(*cli_args(photos, tmp_path, "b", "trainer.max_steps=4", "seed=7",
                          "data.num_workers=2"), cwd=tmp_path)
     other = run(*cli_args(photos, tmp_path, "c", "trainer.max_steps=2", "seed=8"), cwd=tmp_path)

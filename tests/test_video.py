@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
@@ -213,7 +214,7 @@ def stylise(frames, mode, options=None, model=None):
 def shimmer(outputs) -> float:
     """Mean |O_t - O_t-1| on [0, 1] pixels: how much the output moves between frames."""
     return float(np.mean([(b.float() - a.float()).abs().mean() / 255
-                          for a, b in zip(outputs, outputs[1:])]))
+                          for a, b in itertools.pairwise(outputs)]))
 
 
 def test_stabilisation_steadies_a_still_noisy_clip_and_leaves_a_clean_one_still():

@@ -60,7 +60,11 @@ class _Exportable(nn.Module):
         self.min_side, self.multiple = MIN_SIDE, SIZE_MULTIPLE
 
     def run(self, x: torch.Tensor, h: int, w: int, pad_h: int, pad_w: int) -> torch.Tensor:
+        # As transformer_net.pad_to_multiple: repeat up to MIN_SIDE, reflect the rest to a
+        # multiple (each pad may be 0: no branch for the exporters to specialise on).
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        x = F.pad(x, (0, (-x.shape[-1]) % self.multiple, 0, (-x.shape[-2]) % self.multiple),
+                  mode="reflect")
         y = self.decoder(self.residuals(self.encoder(x)))[..., :h, :w]
         if self.output_activation == "sigmoid":
             return torch.sigmoid(y)
@@ -73,16 +77,16 @@ class OnnxNet(_Exportable):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2], image.shape[-1]
         # sym_max keeps max() symbolic under torch.export (Python's max would specialise it).
-        pad_h = torch.sym_max(self.min_side - h, (-h) % self.multiple)
-        pad_w = torch.sym_max(self.min_side - w, (-w) % self.multiple)
+        pad_h = torch.sym_max(self.min_side - h, 0)
+        pad_w = torch.sym_max(self.min_side - w, 0)
         return self.run(image, h, w, pad_h, pad_w)
 
 
 class ScriptNet(_Exportable):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2], image.shape[-1]
-        pad_h = max(self.min_side - h, (-h) % self.multiple)
-        pad_w = max(self.min_side - w, (-w) % self.multiple)
+        pad_h = max(self.min_side - h, 0)
+        pad_w = max(self.min_side - w, 0)
         return self.run(image, h, w, pad_h, pad_w)
 
 

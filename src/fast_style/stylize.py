@@ -20,12 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from fast_style.errors import FastStyleError
 from fast_style.safe_io import is_url, load_torch_file
-from fast_style.transformer_net import SIZE_MULTIPLE, InstanceNorm2d, TransformerNet, padded_length
+from fast_style.transformer_net import (
+    SIZE_MULTIPLE,
+    InstanceNorm2d,
+    TransformerNet,
+    pad_to_multiple,
+    padded_length,
+)
 
 TRANSFORMER_KEYS = ("width", "num_residual_blocks", "norm", "upsample", "output_activation")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -333,14 +338,11 @@ def tile_grid(height: int, width: int, tile: int, overlap: int) -> list[tuple[Sp
 
 def _image_tile(image: torch.Tensor, ys: Span, xs: Span) -> torch.Tensor:
     """The window of a (3, H, W) uint8 image as (1, 3, h, w) float in [0, 1]; parts beyond the
-    image (the padding to a multiple of 4) repeat its last row/column like the network does."""
+    image are padded as the network pads the whole image (a tile short of a side ends the image,
+    and is short only where the image is: at most 3 px, or a whole side under MIN_SIDE)."""
     h, w = image.shape[-2:]
     crop = image[:, ys.start:min(ys.end, h), xs.start:min(xs.end, w)]
-    crop = TF.to_dtype(crop, torch.float32, scale=True).unsqueeze(0)
-    pad_h, pad_w = ys.end - ys.start - crop.shape[-2], xs.end - xs.start - crop.shape[-1]
-    if pad_h or pad_w:
-        crop = F.pad(crop, (0, pad_w, 0, pad_h), mode="replicate")
-    return crop
+    return pad_to_multiple(TF.to_dtype(crop, torch.float32, scale=True).unsqueeze(0))
 
 
 def _map_tile(features: torch.Tensor, ys: Span, xs: Span) -> torch.Tensor:

@@ -65,12 +65,14 @@ class InstanceNorm2d(nn.InstanceNorm2d):
         # affine=True as in pytorch/examples; running stats off: every image uses its own statistics.
         super().__init__(num_features, affine=True)
         self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
+        # False: aten's instance_norm, for comparing the two routes (set_kernel_routes).
+        self.per_image_batch_norm = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stats is not None and not self.training:
             mean, var = self.stats
             return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or not self.per_image_batch_norm:
             # Inductor writes its own kernels (no channels_last copies to avoid), and the batch
             # norm route gave NaN gradients there in bf16 (torch 2.14, CPU; eager is fine).
             return F.instance_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
@@ -91,9 +93,25 @@ class ReflectionPad2d(nn.ReflectionPad2d):
     so it is exact in any dtype.
     """
 
+    keep_dtype = True  # False: autocast's own choice (fp32 on CPU), for comparing (set_kernel_routes)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.keep_dtype:
+            return super().forward(x)
         with torch.autocast(x.device.type, enabled=False):
             return super().forward(x)
+
+
+def set_kernel_routes(net: nn.Module, per_image_batch_norm: bool = True,
+                      pads_keep_dtype: bool = True) -> nn.Module:
+    """Switch the two speed choices above off (False) or on (True, the default) in ``net``.
+    They compute the same function either way; benchmarks compare their speed per device."""
+    for module in net.modules():
+        if isinstance(module, InstanceNorm2d):
+            module.per_image_batch_norm = per_image_batch_norm
+        elif isinstance(module, ReflectionPad2d):
+            module.keep_dtype = pads_keep_dtype
+    return net
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -193,9 +211,22 @@ def padded_length(n: int) -> int:
 
 
 def pad_to_multiple(x: torch.Tensor) -> torch.Tensor:
+    """Pads the bottom/right up to padded_length: sides under MIN_SIDE by repeating the last
+    row/column (reflection needs the pad to be smaller than the side), then the last 0-3 px to a
+    multiple of SIZE_MULTIPLE by reflection. Repeating there made a flat band that trained
+    networks render as a bright strip along the right/bottom edge (benchmarks/borders.md)."""
     h, w = x.shape[-2:]
-    pad_h, pad_w = padded_length(h) - h, padded_length(w) - w
+    small_h, small_w = max(MIN_SIDE - h, 0), max(MIN_SIDE - w, 0)
+    if small_h or small_w:
+        x = F.pad(x, (0, small_w, 0, small_h), mode="replicate")
+    return reflect_to_multiple(x)
+
+
+def reflect_to_multiple(x: torch.Tensor) -> torch.Tensor:
+    """Reflection-pads the bottom/right of a (.., H, W) tensor with sides >= 4 to multiples of
+    SIZE_MULTIPLE."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
     if pad_h or pad_w:
-        # Replicate rather than reflect: reflection needs the pad to be smaller than the side.
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
     return x

@@ -1,0 +1,306 @@
+"""One GPU, everything we want to know, in one go (how to run it: benchmarks/gpu.md).
+
+    bash benchmarks/gpu.sh                                   # on the GPU machine: set-up + this
+    python scripts/benchmark_gpu.py --out benchmarks/results/gpu.json
+    python scripts/benchmark_gpu.py --tiny --device cpu --out /tmp/gpu_tiny.json   # smoke run
+
+Sections, each recorded even when a later one fails, and the JSON rewritten after each, so a
+run stopped at its time limit still leaves what it measured:
+
+- train: images/s of train.py's real step (LightningModule under a Lightning Trainer, bf16-mixed,
+  channels_last) at batch 4 and 16, 256 px, eager, the projected time for 40,000 steps, finite
+  losses, peak GPU memory; train_compiled (run last): the same with ``model.compile=true``;
+- kernel_routes: the CPU-motivated choices (instance norm as per-image batch norm, reflection
+  pads kept in bf16) against plain F.instance_norm and autocast's pads, step by step in turn;
+- data: photos/s the DataModule delivers with this machine's cores, against what training eats;
+- infer: ms per photo at 1024x1024 and 3840x2160 in fp16 and bf16, through stylize_photo (what
+  infer.py runs: upload, network, download) and the network alone, plus both norm routes;
+- correctness: the GPU's output against the CPU's fp32 output of the same trained weights (PSNR).
+
+``--tiny`` shrinks every size and count so the whole script runs in seconds on a CPU (the test
+suite runs it so that it cannot rot); its figures mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import traceback
+from functools import partial
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark import (  # scripts/ is not a package: imported through sys.path
+    build_system,
+    compose_train_config,
+    interleaved_train,
+    machine,
+    measure_data,
+)
+
+JOHNSON_STEPS = 40_000
+FULL = {"train_batches": (4, 16), "image_size": 256, "train_steps": 50, "train_warmup": 10,
+        "route_steps": 15, "route_warmup": 3, "data_batches": 60, "data_warmup": 10,
+        "infer_sizes": ((1024, 1024), (2160, 3840)), "infer_runs": 10, "psnr_size": 1024}
+TINY = {"train_batches": (2,), "image_size": 32, "train_steps": 2, "train_warmup": 1,
+        "route_steps": 1, "route_warmup": 1, "data_batches": 3, "data_warmup": 1,
+        "infer_sizes": ((48, 64),), "infer_runs": 1, "psnr_size": 48}
+TINY_OVERRIDES = ["model.width=8", "model.num_residual_blocks=1", "style.size=32",
+                  "loss.vgg_weights=random"]
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_memory_mb(device: str) -> float | None:
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None
+
+
+def reset_peak(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+# ----------------------------------------------------------------------------------- train
+
+def train_run(overrides: list[str], device: str, batch_size: int, image_size: int, steps: int,
+              warmup: int, compile_: bool):
+    """train.py's step under a real Trainer on in-memory photos; returns (figures, system)."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from fast_style.hardware import training_precision
+
+    cfg = compose_train_config(overrides + [f"model.compile={str(compile_).lower()}"])
+    precision = training_precision(cfg.trainer.precision, device)
+    system = build_system(cfg, reference=False)
+    photos = torch.rand(batch_size * (warmup + steps), 3, image_size, image_size)
+
+    class Clock(L.Callback):
+        """Wall time of the steps after warm-up, the device drained at both ends."""
+
+        def __init__(self):
+            self.first_step_s, self.losses = None, []
+
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step in (0, warmup):
+                sync(device)
+                self.start = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, module, outputs, *args):
+            self.losses.append(float(outputs["loss"]))
+            if trainer.global_step == 1:
+                sync(device)
+                self.first_step_s = time.perf_counter() - self.start
+
+        def on_train_end(self, *args):
+            sync(device)
+            self.elapsed = time.perf_counter() - self.start
+
+    clock = Clock()
+    reset_peak(device)
+    trainer = L.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1,
+                        precision=precision, max_steps=warmup + steps, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[clock], limit_val_batches=0)
+    trainer.fit(system, train_dataloaders=DataLoader(photos, batch_size=batch_size,
+                                                     pin_memory=device == "cuda"))
+    step_s = clock.elapsed / steps
+    return {
+        "batch_size": batch_size, "image_size": image_size, "precision": precision,
+        "channels_last": bool(system.hparams.channels_last), "compile": compile_,
+        "timed_steps": steps, "warmup_steps": warmup,
+        "first_step_s": round(clock.first_step_s, 3), "step_ms": round(step_s * 1000, 2),
+        "images_per_s": round(batch_size / step_s, 1),
+        "projected_40k_steps_min": round(JOHNSON_STEPS * step_s / 60, 1),
+        "losses_finite": all(math.isfinite(x) for x in clock.losses),
+        "first_loss": round(clock.losses[0], 1), "last_loss": round(clock.losses[-1], 1),
+        "peak_gpu_memory_mb": peak_memory_mb(device),
+    }, system
+
+
+# ----------------------------------------------------------------------------------- infer
+
+def photo(height: int, width: int) -> torch.Tensor:
+    from benchmark_infer import _photo
+
+    return _photo(height, width, None)
+
+
+def time_ms(fn, runs: int, device: str) -> list[float]:
+    times = []
+    for _ in range(runs):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def infer_section(net, device: str, sizes, runs: int) -> dict:
+    """stylize_photo (infer.py's path) and the network alone, fp16 and bf16, both norm routes."""
+    from fast_style.stylize import StyleOptions, TorchModel, stylize_photo
+    from fast_style.transformer_net import set_kernel_routes
+
+    out = {}
+    for height, width in sizes:
+        image = photo(height, width)
+        for precision in ("fp16", "bf16"):
+            model = TorchModel(clone(net), {"style_name": "benchmark"}, torch.device(device),
+                               precision)
+            x = (image.to(device, model.dtype) / 255).unsqueeze(0).contiguous(
+                memory_format=torch.channels_last)
+            options = StyleOptions()
+            reset_peak(device)
+            row = {"tile": options.tile_for(height, width)}
+            with torch.inference_mode():
+                for route, batch_norm in (("batchnorm-IN", True), ("aten-IN", False)):
+                    set_kernel_routes(model.net, per_image_batch_norm=batch_norm)
+                    model.net(x)  # warm-up: cuDNN picks its algorithms
+                    row[f"network_ms_{route}"] = round(statistics.median(
+                        time_ms(partial(model.net, x), runs, device)), 2)
+                set_kernel_routes(model.net)
+                stylize_photo(model, image, options)
+                row["stylize_photo_ms"] = round(statistics.median(
+                    time_ms(partial(stylize_photo, model, image, options), runs, device)), 1)
+            row["peak_gpu_memory_mb"] = peak_memory_mb(device)
+            out[f"{width}x{height} {precision}"] = row
+    return out
+
+
+def clone(net):
+    import copy
+
+    return copy.deepcopy(net).cpu().float()
+
+
+def psnr_section(net, device: str, size: int) -> dict:
+    """The device's fp16/bf16 output against the CPU's fp32 output, same weights, a real photo."""
+    from fast_style.stylize import TorchModel
+
+    image = photo(size, size)
+    x = (image.float() / 255).unsqueeze(0)
+    cpu = TorchModel(clone(net), {}, torch.device("cpu"), "fp32")(x)
+    out = {}
+    for precision in ("fp32", "fp16", "bf16"):
+        got = TorchModel(clone(net), {}, torch.device(device), precision)(x)
+        mse = (got - cpu).pow(2).mean().item()
+        out[f"{precision}_psnr_db"] = round(99.0 if mse == 0 else 10 * math.log10(1 / mse), 1)
+    out["ok"] = min(out["fp16_psnr_db"], out["bf16_psnr_db"]) >= 40
+    return out
+
+
+# ------------------------------------------------------------------------------------ main
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="JSON file to write (rewritten per section)")
+    parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (CPU tests)")
+    parser.add_argument("--budget-s", type=float, default=420,
+                        help="skip the compiled runs once this much time has passed")
+    parser.add_argument("--no-compile", action="store_true")
+    args, overrides = parser.parse_known_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device here: run with --device cpu --tiny for the smoke run")
+    size = TINY if args.tiny else FULL
+    overrides = [*(TINY_OVERRIDES if args.tiny else []), *overrides]
+    began = time.perf_counter()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report: dict = {"benchmark": "gpu", "tiny": args.tiny, "device": args.device,
+                    "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
+                    "cuda_version": torch.version.cuda,
+                    "cudnn_version": torch.backends.cudnn.version() if args.device == "cuda"
+                    else None, "overrides": overrides, **machine(), "sections": {}}
+
+    def record(name: str, fn):
+        """Run one section; its result or its error goes into the report, written at once."""
+        start = time.perf_counter()
+        try:
+            report["sections"][name] = fn()
+        except Exception as e:  # noqa: BLE001 - a failed section must not lose the others
+            report["sections"][name] = {"error": f"{type(e).__name__}: {e}",
+                                        "traceback": traceback.format_exc()[-3000:]}
+        report["sections"][name + "_wall_s"] = round(time.perf_counter() - start, 1)
+        report["wall_s"] = round(time.perf_counter() - began, 1)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(report, indent=1))
+        os.replace(tmp, out)
+        print(f"[{report['wall_s']:6.1f} s] {name}: "
+              f"{json.dumps(report['sections'][name])[:400]}", flush=True)
+
+    trained = {}
+
+    def train_eager():
+        rows = []
+        for batch in size["train_batches"]:
+            row, system = train_run(overrides, args.device, batch, size["image_size"],
+                                    size["train_steps"], size["train_warmup"], compile_=False)
+            rows.append(row)
+            trained["net"] = system.transformer
+        return rows
+
+    def train_compiled():
+        rows = []
+        for batch in size["train_batches"]:
+            if args.no_compile or args.tiny or time.perf_counter() - began > args.budget_s:
+                # (--tiny: Inductor takes minutes to compile on a CPU, however small the net)
+                rows.append({"batch_size": batch, "skipped": "time budget, --tiny or --no-compile"})
+                continue
+            rows.append(train_run(overrides, args.device, batch, size["image_size"],
+                                  size["train_steps"], size["train_warmup"], compile_=True)[0])
+        return rows
+
+    def kernel_routes():
+        names = ["default", "bf16 channels_last aten-IN",
+                 "bf16 channels_last batchnorm-IN autocast-pads",
+                 "bf16 channels_last aten-IN autocast-pads"]
+        return interleaved_train([*overrides, "trainer.precision=bf16-mixed"], names,
+                                 size["train_batches"][-1], size["image_size"],
+                                 size["route_steps"], size["route_warmup"], args.device)
+
+    def data():
+        cfg = compose_train_config(overrides)
+        workers = report["cpu_count"] or 1
+        loader = {**cfg.data, "batch_size": 16, "image_size": size["image_size"],
+                  "num_workers": 0 if args.tiny else workers, "val_count": 1}
+        result = measure_data(loader, size["data_batches"], size["data_warmup"])
+        trains = [r for r in report["sections"].get("train", []) if "images_per_s" in r]
+        if trains:  # eager training (the compiled runs come last)
+            fastest = max(r["images_per_s"] for r in trains)
+            result["fastest_training_images_per_s"] = fastest
+            result["data_over_training"] = round(result["photos_per_s"] / fastest, 2)
+        return result
+
+    # Compiled runs last: their compile time is the least predictable, and a run cut off at its
+    # time limit should lose nothing else.
+    record("train", train_eager)
+    record("kernel_routes", kernel_routes)
+    record("data", data)
+    if "net" not in trained:  # training failed: time and check an untrained network instead
+        from fast_style.transformer_net import TransformerNet
+
+        trained["net"] = TransformerNet(**({"width": 8, "num_residual_blocks": 1}
+                                           if args.tiny else {}))
+    record("infer", lambda: infer_section(trained["net"], args.device, size["infer_sizes"],
+                                          size["infer_runs"]))
+    record("correctness", lambda: psnr_section(trained["net"], args.device, size["psnr_size"]))
+    record("train_compiled", train_compiled)
+    failed = [n for n, s in report["sections"].items() if isinstance(s, dict) and "error" in s]
+    print(f"wrote {out} in {report['wall_s']} s; failed sections: {failed or 'none'}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""The GPU benchmark (scripts/benchmark_gpu.py, run by benchmarks/gpu.sh) in its tiny CPU mode:
+every section must run, so the script is ready on the day a GPU is lent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_every_section_in_tiny_mode(tmp_path):
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark_gpu.py"), "--tiny",
+                           "--device", "cpu", "--out", str(out)], check=False, cwd=tmp_path,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    report = json.loads(out.read_text())
+    sections = report["sections"]
+    assert report["cpu"] and "cpu_flags" in report
+    [train] = sections["train"]
+    assert train["losses_finite"] and train["images_per_s"] > 0
+    assert train["projected_40k_steps_min"] > 0
+    assert sections["train_compiled"][0]["skipped"]  # compiling is for the real run
+    routes = sections["kernel_routes"]["variants"]
+    assert {"default", "bf16 channels_last aten-IN",
+            "bf16 channels_last aten-IN autocast-pads"} <= routes.keys()
+    assert sections["data"]["photos_per_s"] > 0 and "data_over_training" in sections["data"]
+    for row in sections["infer"].values():
+        assert row["stylize_photo_ms"] > 0 and row["network_ms_aten-IN"] > 0
+    assert sections["correctness"]["ok"]
+
+
+def test_gpu_script_refuses_cuda_without_a_gpu(tmp_path):
+    if __import__("torch").cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark_gpu.py"), "--out",
+                           str(tmp_path / "x.json")], check=False, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0 and "--device cpu --tiny" in proc.stderr
+    assert not (tmp_path / "x.json").exists()
