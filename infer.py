@@ -2,6 +2,8 @@
 
     python infer.py ckpt=PATH input=photo.jpg output=out.jpg
     python infer.py ckpt=PATH input=photos/ output=stylised/ format=png preserve_color=true
+    python infer.py ckpt=MULTI.pth input=photo.jpg style=mosaic        # a network of several styles
+    python infer.py ckpt=MULTI.pth input=photo.jpg mix=starry_night:0.7,mosaic:0.3
 
 Settings: configs/infer.yaml. Exit status: 0 all written, 1 some photos failed (each named on
 stderr), 2 nothing done (a usage error, an unreadable checkpoint, ...).
@@ -21,6 +23,7 @@ from omegaconf import DictConfig
 
 from fast_style.batch import plan_jobs, run_jobs
 from fast_style.errors import FastStyleError, exit_on_user_error
+from fast_style.multistyle.weights import infer_arguments
 from fast_style.stylize import StyleOptions, load_model
 
 
@@ -44,7 +47,7 @@ def infer(cfg: DictConfig) -> int:
     if cfg.max_size is not None and int(cfg.max_size) < 1:
         raise FastStyleError(f"max_size={cfg.max_size} must be a positive size in px")
     jobs = plan_jobs(str(cfg.input), cfg.output and str(cfg.output), cfg.format)
-    model = load_model(cfg.ckpt, cfg.device, cfg.precision)
+    model = load_model(cfg.ckpt, cfg.device, cfg.precision, cfg.style_name, cfg.mix)
     summary = run_jobs(model, jobs, options, max_size=cfg.max_size and int(cfg.max_size),
                        quality=int(cfg.quality), skip_existing=bool(cfg.skip_existing),
                        progress=bool(cfg.progress))
@@ -69,4 +72,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = infer_arguments(sys.argv)  # style=NAME, mix=a:0.7,b:0.3 as written
     main()

@@ -23,8 +23,10 @@ from fast_style.callbacks import (
 from fast_style.data import PhotoDataModule
 from fast_style.errors import FastStyleError, exit_on_user_error
 from fast_style.module import VAL_METRICS, StyleTransferSystem
+from fast_style.multistyle.finetune import copy_trained_network
+from fast_style.multistyle.selection import style_entries
 from fast_style.runs import resumed_tensorboard_run, sweep_job
-from fast_style.styles import resolve_style_image
+from fast_style.stylize import load_transformer
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -39,19 +41,35 @@ def train(cfg: DictConfig) -> float | None:
         raise FastStyleError(f"objective={cfg.objective} is not logged; choose one of "
                              f"{', '.join(VAL_METRICS)}")
 
-    style_image = resolve_style_image(cfg.style.name, cfg.style.image, cfg.style.file,
-                                      cfg.style.url, cfg.style.sha256)
+    # One style, or several ('style=[a,b,c]', extra_styles): multistyle/selection.py.
+    styles = style_entries(cfg)
     datamodule = PhotoDataModule(**cfg.data, seed=cfg.seed)
     datamodule.setup()  # fail on a bad photo folder now, before the VGG and style are loaded
 
+    # finetune=PATH adds the styles to a trained network, training only their scales and shifts.
+    model = dict(cfg.model)
+    base, frozen = None, None
+    if cfg.finetune:
+        base, info = load_transformer(cfg.finetune)
+        frozen = info["style_names"]
+        clash = sorted(set(frozen) & {s.name for s in styles})
+        if clash:
+            raise FastStyleError(f"{cfg.finetune} already holds style {clash[0]}; name the new "
+                                 "one differently (style.name=)")
+        # The shared weights fix the layout: the base network's settings win over model.*.
+        model.update({k: v for k, v in info["transformer_hparams"].items() if k != "num_styles"})
+    one = len(styles) == 1
     system = StyleTransferSystem(
-        style_image=str(style_image),
-        style_name=cfg.style.name,
+        style_image=str(styles[0].image) if one else [str(s.image) for s in styles],
+        style_name=styles[0].name if one else [s.name for s in styles],
         style_size=cfg.style.size,
-        **cfg.model,
+        frozen_styles=frozen,
+        **model,
         **OmegaConf.to_container(cfg.loss, resolve=True),
         lr=cfg.lr,
     )
+    if base is not None:
+        copy_trained_network(base, system.transformer)
 
     stopper = GracefulStop()
     callbacks = [
