@@ -251,8 +251,10 @@ class OnnxModel(Model):
         self.weights_name = inputs[1].name if len(inputs) == 2 else None
         self.style_weights = None
         step = meta.get("global_step")
-        self.info = {"style_name": meta.get("style_name"), "style_names": names or None,
+        self.info = {"style_name": meta.get("style_name"),
                      "global_step": int(step) if step not in (None, "", "None") else None}
+        if names:
+            self.info["style_names"] = names
         self.device = torch.device("cuda" if providers[0].startswith("CUDA") else "cpu")
         self.precision = "fp32"
 
