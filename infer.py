@@ -3,6 +3,8 @@
     python infer.py ckpt=PATH input=photo.jpg output=out.jpg
     python infer.py ckpt=PATH input=photos/ output=stylised/ format=png preserve_color=true
     python infer.py ckpt=PATH input=clip.mp4 output=clip_starry.mp4 [stabilize=false]
+    python infer.py ckpt=MULTI.pth input=photo.jpg style=mosaic        # a network of several styles
+    python infer.py ckpt=MULTI.pth input=photo.jpg mix=starry_night:0.7,mosaic:0.3
 
 Settings: configs/infer.yaml. Exit status: 0 all written, 1 some photos failed (each named on
 stderr), 2 nothing done (a usage error, an unreadable checkpoint, ...).
@@ -23,6 +25,7 @@ from omegaconf import DictConfig
 from fast_style.batch import plan_jobs, run_jobs
 from fast_style.checks import choice, flag, number, whole
 from fast_style.errors import FastStyleError, exit_on_user_error
+from fast_style.multistyle.weights import infer_arguments
 from fast_style.stylize import DEVICES, PRECISIONS, StyleOptions, load_model
 from fast_style.video import StabilizeOptions, VideoOptions
 
@@ -60,7 +63,7 @@ def infer(cfg: DictConfig) -> int:
         codec=settings.codec, crf=whole("video.crf", settings.crf, 0, 63, optional=True),
         preset=settings.preset)
     jobs = plan_jobs(str(cfg.input), cfg.output and str(cfg.output), cfg.format)
-    model = load_model(cfg.ckpt, device, precision)
+    model = load_model(cfg.ckpt, device, precision, cfg.style_name, cfg.mix)
     summary = run_jobs(model, jobs, options, max_size=max_size, quality=quality,
                        skip_existing=skip_existing, progress=progress, max_pixels=max_pixels,
                        video=video)
@@ -85,4 +88,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = infer_arguments(sys.argv)  # style=NAME, mix=a:0.7,b:0.3 as written
     main()

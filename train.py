@@ -29,10 +29,11 @@ from fast_style.errors import FastStyleError, exit_on_user_error
 from fast_style.feedback import EarlyFeedback, StepProgressBar, model_line, quiet_start
 from fast_style.hardware import training_precision
 from fast_style.module import VAL_METRICS, StyleTransferSystem
+from fast_style.multistyle.finetune import copy_trained_network, finetune_base
+from fast_style.multistyle.selection import style_entries
 from fast_style.resume import check_resume
 from fast_style.runs import read_resume_checkpoint, resumed_tensorboard_run, sweep_job
 from fast_style.safe_io import remove_stale_temps, run_lock
-from fast_style.styles import resolve_style_image
 
 log = logging.getLogger("train")
 
@@ -66,21 +67,28 @@ def _train_locked(cfg: DictConfig, ckpt_dir: Path) -> float | None:
     # (slower than fp32: benchmarks/README.md). Resolved here so config.yaml records the choice.
     cfg.trainer.precision = training_precision(cfg.trainer.precision, cfg.trainer.accelerator)
 
-    style_image = resolve_style_image(cfg.style.name, cfg.style.image, cfg.style.file,
-                                      cfg.style.url, cfg.style.sha256)
+    # One style, or several ('style=[a,b,c]', extra_styles): multistyle/selection.py.
+    styles = style_entries(cfg)
     datamodule = PhotoDataModule(**cfg.data, seed=cfg.seed)
     datamodule.setup()  # find (or download) the photos, or fail now, before the VGG and style
     log.info("photos: %d for training, %d held out, from %s", len(datamodule.train_paths),
              len(datamodule.val_paths), datamodule.root)
 
+    # finetune=PATH adds the styles to a trained network, training only their scales and shifts;
+    # its settings then win over model.* (the shared weights fix the layout).
+    base, frozen, model = finetune_base(cfg.finetune, [s.name for s in styles], dict(cfg.model))
+    one = len(styles) == 1
     system = StyleTransferSystem(
-        style_image=str(style_image),
-        style_name=cfg.style.name,
+        style_image=str(styles[0].image) if one else [str(s.image) for s in styles],
+        style_name=styles[0].name if one else [s.name for s in styles],
         style_size=cfg.style.size,
-        **cfg.model,
+        frozen_styles=frozen,
+        **model,
         **OmegaConf.to_container(cfg.loss, resolve=True),
         lr=cfg.lr,
     )
+    if base is not None:
+        copy_trained_network(base, system.transformer)
     log.info(model_line(system))
 
     stopper = GracefulStop()

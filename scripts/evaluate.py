@@ -12,7 +12,9 @@ the last line of stdout, one JSON object: {"content": {"mean", "std"}, "style": 
 Options (key=value):
   ckpt=PATH          a Lightning .ckpt or the small <style>.pth written by train.py
   content=PATH       a photo, or a folder of photos (searched recursively)
-  style=NAME|PATH    a style config name or an image file (default: the checkpoint's style)
+  style=NAME|PATH    a style config name or an image file (default: the checkpoint's style);
+                     for a network of several styles: one of its styles (default: every one,
+                     judged against its own painting, then the mean over styles)
   size=N             scale each photo's long edge to N px (default: its own size)
   val_count=N        only the photos that training with data.val_count=N held out of content=
   limit=N            only the first N photos
@@ -30,7 +32,7 @@ Options (key=value):
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -90,11 +92,40 @@ def evaluate(opts: Options, scratch: Path) -> None:
     ev.exact_fp32()
     device = ev.pick_device(opts.device)
     net, info = load_transformer(opts.ckpt)
-    style_spec = opts.style or info.get("style_name")
-    if not style_spec:
-        raise FastStyleError(f"{opts.ckpt} names no style: pass style=NAME or style=PATH")
-    style_image = ev.resolve_style(style_spec, STYLE_CONFIGS)
     photos = ev.select_photos(opts.content, opts.val_count, opts.limit)
+    names = info["style_names"]
+    if len(names) == 1:
+        style_spec = opts.style or info.get("style_name")
+        if not style_spec:
+            raise FastStyleError(f"{opts.ckpt} names no style: pass style=NAME or style=PATH")
+        print(ev.json_line(judge_network(opts, net, info, style_spec, photos, device, scratch)))
+        return
+    # Several styles: each against its own painting (found by its style config name).
+    if opts.style and opts.style not in names:
+        raise FastStyleError(f"style {opts.style!r} is not in this network; it knows "
+                             f"{', '.join(names)}")
+    results = {}
+    for index, name in enumerate(names):
+        if opts.style and name != opts.style:
+            continue
+        net.set_style_weights(torch.eye(len(names))[index:index + 1])
+        print(f"\n## style {name}\n")
+        per_style = replace(opts, out=opts.out and str(Path(opts.out) / name),
+                            sheet=opts.sheet and str(Path(opts.sheet).with_suffix(f".{name}.png")))
+        results[name] = judge_network(per_style, net, info, name, photos, device,
+                                      scratch / name)
+    mean = {m: sum(r[m]["mean"] for r in results.values()) / len(results) for m in ev.METRICS}
+    print(f"\nmean over {len(results)} style(s): "
+          + ", ".join(f"{m} {ev.fmt(v)}" for m, v in mean.items()))
+    print(ev.json_line({"styles": results, "mean": mean, "ckpt": str(opts.ckpt),
+                        "step": info.get("global_step")}))
+
+
+def judge_network(opts: Options, net, info: dict, style_spec: str, photos: list[Path],
+                  device, scratch: Path) -> dict:
+    """Judge ``net`` (conditioned on one style) on ``photos``; print the tables, return the JSON."""
+    iterations = ev.parse_counts(opts.baseline)
+    style_image = ev.resolve_style(style_spec, STYLE_CONFIGS)
     judge = ev.Judge.from_image(style_image).to(device)
 
     outputs, scores, ms = run_network(net, judge, photos, opts.size, device)
@@ -168,7 +199,7 @@ def evaluate(opts: Options, scratch: Path) -> None:
                "unchanged_photo": {m: reference[m] for m in ev.METRICS}}
     if baseline_stats:
         payload["baseline"] = {str(n): s for n, s in baseline_stats.items()}
-    print(ev.json_line(payload))
+    return payload
 
 
 if __name__ == "__main__":

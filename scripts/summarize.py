@@ -21,11 +21,14 @@ import io
 import sys
 from pathlib import Path
 
+import torch
+
 from fast_style import evaluation as ev
 from fast_style import sweeps
 from fast_style.datasets import locate_photos
 from fast_style.errors import FastStyleError, exit_on_user_error
 from fast_style.image_io import save_image, to_pil
+from fast_style.multistyle.selection import STYLE_CONFIGS
 from fast_style.safe_io import atomic_write, atomic_write_text
 from fast_style.styles import resolve_style_image
 from fast_style.stylize import load_transformer, stylize
@@ -51,6 +54,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def network_file(run: sweeps.Run) -> Path | None:
     ckpt_dir = Path(run.config.get("ckpt_dir", ""))
     name = (run.config.get("style") or {}).get("name")
+    # A multi-style run's file is named after all its styles: last.ckpt finds it as well.
     for candidate in (ckpt_dir / f"{name}.pth", ckpt_dir / "last.ckpt"):
         if candidate.is_file():
             return candidate
@@ -70,7 +74,8 @@ def held_out_photos(runs: list[sweeps.Run], count: int) -> list[Path]:
 
 
 def judge_runs(runs: list[sweeps.Run], photos: list[Path], size: int) -> None:
-    """Adds judge/content, judge/style, judge/total (means over ``photos``) to each run."""
+    """Adds judge/content, judge/style, judge/total (means over ``photos``) to each run; for a
+    network of several styles, means over its styles too (each against its own painting)."""
     ev.exact_fp32()
     judges: dict[Path, ev.Judge] = {}
     images = [ev.load_photo(p, size) for p in photos]
@@ -79,11 +84,20 @@ def judge_runs(runs: list[sweeps.Run], photos: list[Path], size: int) -> None:
         style = run.config.get("style") or {}
         if path is None or not style.get("name"):
             continue
-        style_image = resolve_style_image(style["name"], style.get("image"), style.get("file"),
-                                          style.get("url"), style.get("sha256"))
-        judge = judges.setdefault(style_image, ev.Judge.from_image(style_image))
-        net, _ = load_transformer(path)
-        scores = [judge.score(stylize(net, image), image) for image in images]
+        net, info = load_transformer(path)
+        names = info["style_names"]
+        if len(names) == 1:
+            styles = [(None, resolve_style_image(style["name"], style.get("image"),
+                                                 style.get("file"), style.get("url"),
+                                                 style.get("sha256")))]
+        else:
+            styles = [(torch.eye(len(names))[i:i + 1], ev.resolve_style(name, STYLE_CONFIGS))
+                      for i, name in enumerate(names)]
+        scores = []
+        for weights, style_image in styles:
+            judge = judges.setdefault(style_image, ev.Judge.from_image(style_image))
+            net.set_style_weights(weights)
+            scores += [judge.score(stylize(net, image), image) for image in images]
         for name in ev.METRICS:
             run.metrics[f"judge/{name}"] = ev.mean_std([s[name] for s in scores])["mean"]
 
@@ -141,7 +155,11 @@ def main(argv: list[str]) -> None:
             print(f"job {run.num}: no network in {run.config.get('ckpt_dir')}; left off the sheet",
                   file=sys.stderr)
             continue
-        net, _ = load_transformer(path)
+        net, info = load_transformer(path)
+        names = info["style_names"]
+        if len(names) > 1:  # a network of several styles shows its first
+            net.set_style_weights(torch.eye(len(names))[:1])
+            label += f" ({names[0]} of {len(names)} styles)"
         tiles.append((to_pil(stylize(net, photo)),
                       f"#{rank} (job {run.num}) {label}\n{args.sort} {metric(run, args.sort)}"))
     sheet = ev.contact_sheet(tiles, columns=min(4, len(tiles)), tile=args.tile)

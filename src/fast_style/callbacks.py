@@ -17,22 +17,31 @@ from torchvision.utils import make_grid
 
 from fast_style.image_io import save_image
 from fast_style.safe_io import atomic_save, atomic_write_text, load_torch_file
-from fast_style.stylize import INFERENCE_FORMAT
+from fast_style.stylize import INFERENCE_FORMAT, INFERENCE_FORMAT_MULTI
 
 
-def stylise_eval(system: L.LightningModule, photos: torch.Tensor) -> torch.Tensor:
+def stylise_eval(system: L.LightningModule, photos: torch.Tensor,
+                 style_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Stylise in eval mode without gradients, restoring the previous mode after."""
     was_training = system.transformer.training
     system.transformer.eval()
     try:
         with torch.no_grad():
-            return system.transformer(photos.to(system.device)).float().clamp(0, 1).cpu()
+            weights = None if style_weights is None else style_weights.to(system.device)
+            return system.transformer(photos.to(system.device), weights).float().clamp(0, 1).cpu()
     finally:
         system.transformer.train(was_training)
 
 
+def every_style(system: L.LightningModule) -> list[torch.Tensor | None]:
+    """One-hot weights of each style the network holds (None for a one-style network)."""
+    n = system.transformer.num_styles
+    return [None] if n == 1 else list(torch.eye(n).unsqueeze(1))
+
+
 class SampleGrid(L.Callback):
-    """Every ``every_n_steps`` logs a grid: held-out photos on top, their stylisations below."""
+    """Every ``every_n_steps`` logs a grid: held-out photos on top, their stylisations below
+    (one row per style for a network of several)."""
 
     def __init__(self, every_n_steps: int = 500, count: int = 4):
         self.every_n_steps = every_n_steps
@@ -60,8 +69,8 @@ class SampleGrid(L.Callback):
 
     def log_grid(self, trainer: L.Trainer, system: L.LightningModule) -> None:
         photos = self._sample_photos(trainer)
-        grid = make_grid(torch.cat([photos, stylise_eval(system, photos)]), nrow=len(photos),
-                         padding=2)
+        rows = [stylise_eval(system, photos, weights) for weights in every_style(system)]
+        grid = make_grid(torch.cat([photos, *rows]), nrow=len(photos), padding=2)
         logger = trainer.logger
         if logger is None:
             return
@@ -73,13 +82,18 @@ class SampleGrid(L.Callback):
 
 
 def inference_payload(system: L.LightningModule) -> dict:
-    """The transform net's weights plus what is needed to rebuild it: loadable with weights_only."""
-    return {
-        "format": INFERENCE_FORMAT,
+    """The transform net's weights plus what is needed to rebuild it: loadable with weights_only.
+    A network of several styles (format v2) lists them in order in ``style_names``."""
+    names = list(system.style_names)
+    payload = {
+        "format": INFERENCE_FORMAT if len(names) == 1 else INFERENCE_FORMAT_MULTI,
         "transformer_hparams": dict(system.transformer_hparams()),
         "state_dict": {k: v.detach().cpu() for k, v in system.transformer.state_dict().items()},
-        "style_name": str(system.hparams.style_name),
+        "style_name": "+".join(names),
     }
+    if len(names) > 1:
+        payload["style_names"] = names
+    return payload
 
 
 class InferenceFileWriter(L.Callback):
@@ -89,7 +103,10 @@ class InferenceFileWriter(L.Callback):
         self.dirpath = Path(dirpath)
 
     def path_for(self, system: L.LightningModule) -> Path:
-        return self.dirpath / f"{system.hparams.style_name}.pth"
+        names = "+".join(system.style_names)
+        # Many styles: a short name (file names end at 255 bytes).
+        return self.dirpath / (f"{names}.pth" if len(names) <= 100
+                               else f"{len(system.style_names)}_styles.pth")
 
     def write(self, trainer: L.Trainer, system: L.LightningModule) -> None:
         if not trainer.is_global_zero:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fast_style.errors import FastStyleError
+from fast_style.multistyle.export import OnnxStyledNet, ScriptStyledNet, check_weights
 from fast_style.safe_io import atomic_save
 from fast_style.stylize import ONNX_FORMAT, load_transformer
 from fast_style.transformer_net import MIN_SIDE, SIZE_MULTIPLE, TransformerNet
@@ -108,20 +109,29 @@ def _export_onnx(net: TransformerNet, info: dict, path: Path) -> None:
     example = torch.rand(1, 3, 61, 67)  # odd sizes: the padding path is part of the graph
     height = torch.export.Dim("height", min=1, max=32768)
     width = torch.export.Dim("width", min=1, max=32768)
+    # Several styles: the style weights are a second input (multistyle/export.py).
+    multi = net.num_styles > 1
+    module = OnnxStyledNet(net) if multi else OnnxNet(net)
+    inputs = (example, check_weights(net.num_styles)) if multi else (example,)
+    input_names = ["image", "style_weights"] if multi else ["image"]
+    shapes = {"image": {2: height, 3: width}, **({"style_weights": None} if multi else {})}
     # The exporter narrates every step on stdout/logging; a CLI tool prints its own summary.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(OnnxNet(net).eval(), (example,), dynamo=True,
-                                    input_names=["image"], output_names=["stylised"],
-                                    dynamic_shapes={"image": {2: height, 3: width}},
-                                    opset_version=OPSET, verbose=False)
+        program = torch.onnx.export(module.eval(), inputs, dynamo=True,
+                                    input_names=input_names, output_names=["stylised"],
+                                    dynamic_shapes=shapes, opset_version=OPSET, verbose=False)
     model = program.model_proto
     meta = {"format": ONNX_FORMAT, "style_name": str(info.get("style_name") or ""),
             "global_step": str(info.get("global_step") if info.get("global_step") is not None
                                else ""),
             "input": "image: float32 (1, 3, H, W) RGB in [0, 1], any H and W",
             "output": "stylised: float32 (1, 3, H, W) RGB in [0, 1]"}
+    if multi:
+        meta["style_names"] = ",".join(info["style_names"])
+        meta["input"] += (f"; style_weights: float32 (1, {net.num_styles}), one weight per "
+                          "style of style_names, summing to 1 (one-hot: one style)")
     for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
@@ -133,25 +143,33 @@ def _export_torchscript(net: TransformerNet, info: dict, path: Path) -> None:
     extra = {"format": "fast-style/transformer-torchscript-v1",
              "style_name": str(info.get("style_name") or ""),
              "global_step": str(info.get("global_step"))}
+    if net.num_styles > 1:  # forward(image, style_weights); the names in order
+        module: nn.Module = ScriptStyledNet(net)
+        extra["style_names"] = ",".join(info["style_names"])
+    else:
+        module = ScriptNet(net)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still asked for
-        scripted = torch.jit.script(ScriptNet(net).eval())
+        scripted = torch.jit.script(module.eval())
     atomic_save(path, lambda f: torch.jit.save(scripted, f, _extra_files=extra))
 
 
-def run_exported(path: Path, fmt: str, image: torch.Tensor) -> torch.Tensor:
+def run_exported(path: Path, fmt: str, image: torch.Tensor,
+                 style_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Run an exported file the way a user would: onnxruntime, or torch.jit.load."""
+    extra = () if style_weights is None else (style_weights,)
     if fmt == "onnx":
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        (out,) = session.run(None, {session.get_inputs()[0].name: image.numpy()})
+        names = [i.name for i in session.get_inputs()]
+        (out,) = session.run(None, dict(zip(names, [t.numpy() for t in (image, *extra)])))
         return torch.from_numpy(out)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         module = torch.jit.load(str(path), map_location="cpu")
     with torch.inference_mode():
-        return module(image)
+        return module(image, *extra)
 
 
 def export(ckpt: str | Path, fmt: str = "onnx", out: str | Path | None = None,
@@ -177,7 +195,9 @@ def export(ckpt: str | Path, fmt: str = "onnx", out: str | Path | None = None,
         raise FastStyleError(f"{fmt} export of {ckpt} failed: {first}") from None
     seconds = time.perf_counter() - start
     image = torch.rand(1, 3, *check_size, generator=torch.Generator().manual_seed(seed))
+    # Several styles: checked on a blend of all of them (the mixing is part of the graph).
+    weights = check_weights(net.num_styles, seed) if net.num_styles > 1 else None
     with torch.inference_mode():
-        expected = net(image)
-    error = (run_exported(path, fmt, image) - expected).abs().max().item()
+        expected = net(image, weights)
+    error = (run_exported(path, fmt, image, weights) - expected).abs().max().item()
     return ExportResult(path, error, check_size, seconds)

@@ -42,6 +42,19 @@ def style_loss(features: Mapping[str, torch.Tensor], target_grams: Mapping[str, 
     return total
 
 
+def style_loss_per_image(features: Mapping[str, torch.Tensor],
+                         target_grams: Mapping[str, torch.Tensor],
+                         layer_weights: Mapping[str, float]) -> torch.Tensor:
+    """style_loss for each image on its own, (B,): ``target_grams[layer]`` is (B, C, C) (each
+    image's own target, for several styles) or (1, C, C). Its mean is style_loss."""
+    first = features[next(iter(layer_weights))]
+    total = first.new_zeros(first.shape[0], dtype=torch.float32)
+    for layer, weight in layer_weights.items():
+        gram = gram_matrix(features[layer])
+        total = total + weight * (gram - target_grams[layer]).pow(2).mean(dim=(1, 2))
+    return total
+
+
 def total_variation_loss(images: torch.Tensor) -> torch.Tensor:
     """0.5 * sum of squared horizontal and vertical neighbour differences (0-255 units), per image."""
     x = images.float() * 255.0

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import lightning as L
 import torch
 
 from fast_style.image_io import load_image, resize_long_edge, to_tensor
 from fast_style.loss_net import LAYERS, VGG16Features
-from fast_style.losses import content_loss, gram_matrix, style_loss, total_variation_loss
+from fast_style.losses import (
+    content_loss,
+    gram_matrix,
+    style_loss,
+    style_loss_per_image,
+    total_variation_loss,
+)
+from fast_style.multistyle.finetune import train_only_new_styles, trainable_parameters
+from fast_style.multistyle.weights import one_hot, training_style_ids
 from fast_style.transformer_net import TransformerNet
 
 JOHNSON_STYLE_LAYERS = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0}
@@ -18,17 +26,28 @@ JOHNSON_WEIGHTS = {"content": 1.0, "style": 5.0, "tv": 1e-6}
 VAL_METRICS = ("val/loss", "val/loss_content", "val/loss_style", "val/loss_tv", "val/loss_johnson")
 
 
+def _as_list(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
 class StyleTransferSystem(L.LightningModule):
-    """Trains ``self.transformer`` (the only thing with gradients) for one style image.
+    """Trains ``self.transformer`` (the only thing with gradients) for one or several styles.
+
+    Several styles (``style_image`` and ``style_name`` lists) share one network with a scale and
+    shift per style in every instance norm (Dumoulin et al., 2017); each photo of a batch gets one
+    of them in turn (multistyle.weights.training_style_ids). ``frozen_styles`` names styles the
+    network already holds (fine-tuning, multistyle.finetune): they come first, and then only the
+    new styles' scales and shifts train. One style and nothing frozen is the single-style system.
 
     Hyperparameters are plain values so a checkpoint alone can rebuild the transform network.
     """
 
     def __init__(
         self,
-        style_image: str,
-        style_name: str = "style",
+        style_image: str | Sequence[str],
+        style_name: str | Sequence[str] = "style",
         style_size: int | None = 256,
+        frozen_styles: Sequence[str] | None = None,
         # transform network
         width: int = 32,
         num_residual_blocks: int = 5,
@@ -55,7 +74,17 @@ class StyleTransferSystem(L.LightningModule):
         for layer in [content_layer, *style_layers]:
             if layer not in LAYERS:
                 raise ValueError(f"unknown VGG layer {layer!r}; choose from {', '.join(LAYERS)}")
+        self.trained_styles = _as_list(style_name)
+        style_images = _as_list(style_image)
+        if len(style_images) != len(self.trained_styles):
+            raise ValueError(f"{len(style_images)} style images for {len(self.trained_styles)} "
+                             "style names")
+        self.num_frozen = len(frozen_styles or [])
+        # Every style the network holds, in the order of its style weights.
+        self.style_names = [*map(str, frozen_styles or []), *self.trained_styles]
         self.transformer = TransformerNet(**self.transformer_hparams())
+        if self.num_frozen:
+            train_only_new_styles(self.transformer, self.num_frozen)
         self.vgg = VGG16Features(vgg_weights)
         # NHWC lets oneDNN/cuDNN run bf16 convolutions without reordering every activation
         # (measured 1.2-1.5x per training step on CPU; benchmarks/README.md).
@@ -63,12 +92,17 @@ class StyleTransferSystem(L.LightningModule):
         self.style_layers = style_layers
         # The stylised image needs the deepest layer any loss reads; the photo only its content layer.
         self.deepest_layer = max([content_layer, *style_layers], key=LAYERS.__getitem__)
-        # Style Grams are fixed targets: computed once here and carried in the checkpoint.
-        style = to_tensor(resize_long_edge(load_image(style_image), style_size)).unsqueeze(0)
-        with torch.no_grad():
-            features = self.vgg(style, until=self.deepest_layer)
+        # Style Grams are fixed targets: computed once here and carried in the checkpoint,
+        # (number of trained styles, C, C) per layer.
+        grams: dict[str, list[torch.Tensor]] = {layer: [] for layer in style_layers}
+        for path in style_images:
+            style = to_tensor(resize_long_edge(load_image(path), style_size)).unsqueeze(0)
+            with torch.no_grad():
+                features = self.vgg(style, until=self.deepest_layer)
+            for layer in style_layers:
+                grams[layer].append(gram_matrix(features[layer]))
         for layer in style_layers:
-            self.register_buffer(f"style_gram_{layer}", gram_matrix(features[layer]))
+            self.register_buffer(f"style_gram_{layer}", torch.cat(grams[layer]))
         self.to(memory_format=self.memory_format)
         if compile:
             # In place (nn.Module.compile): state_dict keys stay those of the plain network.
@@ -81,7 +115,26 @@ class StyleTransferSystem(L.LightningModule):
     def transformer_hparams(self) -> dict:
         """What TransformerNet(**...) needs: stored in the small inference file too."""
         keys = ("width", "num_residual_blocks", "norm", "upsample", "output_activation")
-        return {k: self.hparams[k] for k in keys}
+        hparams = {k: self.hparams[k] for k in keys}
+        if len(self.style_names) > 1:  # one style: exactly today's network and inference file
+            hparams["num_styles"] = len(self.style_names)
+        return hparams
+
+    @property
+    def multi_style(self) -> bool:
+        return self.transformer.num_styles > 1
+
+    def style_weights(self, trained_ids: torch.Tensor) -> torch.Tensor:
+        """One-hot network style weights for indices into ``trained_styles``."""
+        return one_hot(trained_ids + self.num_frozen, self.transformer.num_styles).to(self.device)
+
+    def batch_style_ids(self, batch_idx: int, batch_size: int) -> torch.Tensor:
+        """Indices into ``trained_styles`` for this training batch (resumable: see weights.py)."""
+        trainer = self.trainer
+        accumulate = trainer.accumulate_grad_batches
+        batch_number = trainer.global_step * accumulate + batch_idx % accumulate
+        return training_style_ids(batch_number, batch_size, len(self.trained_styles),
+                                  trainer.global_rank, trainer.world_size)
 
     @property
     def style_grams(self) -> dict[str, torch.Tensor]:
@@ -96,17 +149,27 @@ class StyleTransferSystem(L.LightningModule):
         layer = self.hparams.content_layer
         return self.vgg(photos, until=layer)[layer]
 
-    def compute_losses(self, photos: torch.Tensor) -> dict[str, torch.Tensor]:
+    def compute_losses(self, photos: torch.Tensor, style_ids: torch.Tensor | None = None
+                       ) -> dict[str, torch.Tensor]:
+        """The losses of one batch. Several styles: ``style_ids`` (indices into
+        ``trained_styles``, one per photo) pick each photo's style, and the result also holds
+        ``style_per_image`` (B,) for per-style logging."""
         hp = self.hparams
         photos = photos.contiguous(memory_format=self.memory_format)
-        stylised = self.transformer(photos)
+        weights = None if style_ids is None else self.style_weights(style_ids)
+        stylised = self.transformer(photos, weights)
         target = self.content_target(photos)
         features = self.vgg(stylised, until=self.deepest_layer)
-        losses = {
-            "loss_content": content_loss(features[hp.content_layer], target),
-            "loss_style": style_loss(features, self.style_grams, self.style_layers),
-            "loss_tv": total_variation_loss(stylised),
-        }
+        losses = {"loss_content": content_loss(features[hp.content_layer], target)}
+        if style_ids is None:
+            losses["loss_style"] = style_loss(features, self.style_grams, self.style_layers)
+        else:
+            targets = {layer: gram[style_ids.to(gram.device)]
+                       for layer, gram in self.style_grams.items()}
+            per_image = style_loss_per_image(features, targets, self.style_layers)
+            losses["style_per_image"] = per_image.detach()
+            losses["loss_style"] = per_image.mean()
+        losses["loss_tv"] = total_variation_loss(stylised)
         losses["loss"] = (hp.content_weight * losses["loss_content"]
                           + hp.style_weight * losses["loss_style"]
                           + hp.tv_weight * losses["loss_tv"])
@@ -124,15 +187,24 @@ class StyleTransferSystem(L.LightningModule):
                                             stylised.float() * 255)
 
     def training_step(self, photos: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        losses = self.compute_losses(photos)
+        ids = self.batch_style_ids(batch_idx, photos.shape[0]) if self.multi_style else None
+        losses = self.compute_losses(photos, ids)
+        if ids is not None:
+            per_image = losses.pop("style_per_image")
+            # This rank's photos of each style (not synced: under DDP with fewer photos than
+            # styles per batch, ranks hold different styles, and every rank must log the same keys).
+            self.log_dict({f"train/loss_style/{self.trained_styles[i]}": per_image[ids == i].mean()
+                           for i in ids.unique().tolist()})
         # sync_dist: under DDP the logged value is the mean over all ranks' batches, not rank 0's.
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, sync_dist=True)
         self.log("loss", losses["loss"].detach(), prog_bar=True, logger=False)
         return losses["loss"]
 
-    def validation_losses(self, photos: torch.Tensor) -> dict[str, torch.Tensor]:
+    def validation_losses(self, photos: torch.Tensor, style_ids: torch.Tensor | None = None
+                          ) -> dict[str, torch.Tensor]:
         """compute_losses plus ``loss_johnson``, for validation (and feedback.EarlyFeedback)."""
-        losses = self.compute_losses(photos)
+        losses = self.compute_losses(photos, style_ids)
+        losses.pop("style_per_image", None)
         # val/loss weighs by this run's own loss weights, so it cannot rank runs that differ in
         # them (lower weights, lower loss). loss_johnson weighs the same terms by the paper's fixed
         # weights: the objective for searches over loss weights (configs/hparams_search/).
@@ -142,8 +214,22 @@ class StyleTransferSystem(L.LightningModule):
         return losses
 
     def validation_step(self, photos: torch.Tensor, batch_idx: int) -> None:
-        self.log_dict({f"val/{k}": v for k, v in self.validation_losses(photos).items()},
-                      sync_dist=True, batch_size=photos.shape[0])
+        if not self.multi_style:
+            losses = self.validation_losses(photos)
+        else:
+            # Every held-out photo in every trained style: per-style losses, and their mean as
+            # val/* (what objectives, FinalMetrics and summaries read).
+            per_style = []
+            for i, name in enumerate(self.trained_styles):
+                ids = torch.full((photos.shape[0],), i, dtype=torch.long)
+                style_losses = self.validation_losses(photos, ids)
+                self.log_dict({f"val/{key}/{name}": style_losses[key]
+                               for key in ("loss_style", "loss_johnson")},
+                              sync_dist=True, batch_size=photos.shape[0])
+                per_style.append(style_losses)
+            losses = {k: torch.stack([s[k] for s in per_style]).mean() for k in per_style[0]}
+        self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True,
+                      batch_size=photos.shape[0])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The frozen VGG is rebuilt from its weight source; keeping it out saves ~30 MB per file.
@@ -155,4 +241,5 @@ class StyleTransferSystem(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # fused: one kernel for all parameters instead of a dozen elementwise passes per tensor.
-        return torch.optim.Adam(self.transformer.parameters(), lr=self.hparams.lr, fused=True)
+        return torch.optim.Adam(trainable_parameters(self.transformer), lr=self.hparams.lr,
+                                fused=True)

@@ -48,6 +48,14 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("fast_style.run_name", run_name, replace=True)
     # hydra.sweep.subdir in configs/train.yaml: one folder per sweep job, whatever its overrides.
     OmegaConf.register_new_resolver("fast_style.one_folder", one_folder, replace=True)
+    # ${fast_style.styles:...}: a multi-style run is named after all its styles (a+b+c).
+    OmegaConf.register_new_resolver("fast_style.styles", _styles_label, replace=True)
+
+
+def _styles_label(last_name: str, extra_styles=None) -> str:
+    from fast_style.multistyle.selection import styles_label
+
+    return styles_label(last_name, extra_styles)
 
 
 @contextlib.contextmanager

@@ -32,13 +32,17 @@ from fast_style.transformer_net import (
     padded_length,
 )
 
-TRANSFORMER_KEYS = ("width", "num_residual_blocks", "norm", "upsample", "output_activation")
+TRANSFORMER_KEYS = ("width", "num_residual_blocks", "norm", "upsample", "output_activation",
+                    "num_styles")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # The small inference file train.py writes (callbacks.InferenceFileWriter). Defined here, not in
 # callbacks.py, so that inference never imports Lightning (seconds of start-up, ~800 MB RSS).
 INFERENCE_FORMAT = "fast-style/transformer-v1"
+# A network of several styles (multistyle/): ``style_names`` lists them in the order of the
+# network's style weights. One style keeps writing v1.
+INFERENCE_FORMAT_MULTI = "fast-style/transformer-v2"
 # Written into exported ONNX files (export.py) so that loading can tell ours from any other model.
 ONNX_FORMAT = "fast-style/transformer-onnx-v1"
 
@@ -79,12 +83,14 @@ def _is_torchscript(path: Path) -> bool:
 def load_transformer(path: str | Path) -> tuple[TransformerNet, dict]:
     """Rebuild the transform net from a Lightning .ckpt or the small inference .pth.
 
-    Returns the network (eval mode, CPU, fp32) and a small dict of facts (style name, step).
+    Returns the network (eval mode, CPU, fp32) and a small dict of facts: ``style_name``,
+    ``style_names`` (every style the network holds, in order) and ``global_step``.
     """
     path = Path(path)
     payload = _read_checkpoint(path)
-    if payload.get("format") == INFERENCE_FORMAT:
+    if payload.get("format") in (INFERENCE_FORMAT, INFERENCE_FORMAT_MULTI):
         hparams, state = payload.get("transformer_hparams"), payload.get("state_dict")
+        names = payload.get("style_names") or [payload.get("style_name") or "style"]
         info = {"style_name": payload.get("style_name"), "global_step": payload.get("global_step")}
     elif "hyper_parameters" in payload and "state_dict" in payload:
         all_hparams = payload["hyper_parameters"]
@@ -95,7 +101,12 @@ def load_transformer(path: str | Path) -> tuple[TransformerNet, dict]:
         hparams = {k: all_hparams[k] for k in TRANSFORMER_KEYS if k in all_hparams}
         state = {k.removeprefix("transformer."): v for k, v in payload["state_dict"].items()
                  if k.startswith("transformer.")}
-        info = {"style_name": all_hparams.get("style_name"), "global_step": payload.get("global_step")}
+        trained = all_hparams["style_name"]
+        names = [*(all_hparams.get("frozen_styles") or []),
+                 *([trained] if isinstance(trained, str) else trained)]
+        if len(names) > 1:
+            hparams["num_styles"] = len(names)
+        info = {"style_name": "+".join(map(str, names)), "global_step": payload.get("global_step")}
     else:
         raise FastStyleError(f"{path} is not a fast-style checkpoint (no transform-net weights)")
     if not isinstance(hparams, dict) or not isinstance(state, dict):
@@ -116,6 +127,11 @@ def load_transformer(path: str | Path) -> tuple[TransformerNet, dict]:
     except (RuntimeError, TypeError, ValueError) as e:
         raise FastStyleError(f"{path}: weights do not fit the network they describe "
                              f"({str(e).splitlines()[0]})") from None
+    if len(names) != net.num_styles:
+        raise FastStyleError(f"{path} names {len(names)} styles for a network of "
+                             f"{net.num_styles}: the file is damaged")
+    info["style_names"] = [str(n) for n in names]
+    info["transformer_hparams"] = dict(hparams)
     return net.eval(), info
 
 
@@ -174,6 +190,22 @@ class Model:
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    @property
+    def style_names(self) -> list[str]:
+        return self.info.get("style_names") or [self.info.get("style_name") or "style"]
+
+    def choose_style(self, style: str | None = None, mix: str | None = None) -> None:
+        """Pick one of a multi-style network's styles (``style=``) or blend them (``mix=``)."""
+        from fast_style.multistyle.weights import inference_weights
+
+        weights, label = inference_weights(self.style_names, style, mix)
+        if weights is not None:
+            self.info["style_name"] = label
+        self.use_style_weights(weights)
+
+    def use_style_weights(self, weights: torch.Tensor | None) -> None:
+        raise NotImplementedError
+
     def describe(self) -> str:
         step = self.info.get("global_step")
         style = self.info.get("style_name") or "style"
@@ -195,6 +227,10 @@ class TorchModel(Model):
                 m.float()
         # Batch norm uses its running statistics in eval mode: tiles agree without any help.
         self.can_tile = True
+
+    def use_style_weights(self, weights: torch.Tensor | None) -> None:
+        # Set on the norms once: tiled inference runs the network's stages one by one.
+        self.net.set_style_weights(None if weights is None else weights.to(self.device))
 
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
@@ -219,24 +255,42 @@ class OnnxModel(Model):
             raise FastStyleError(f"{path} is not a readable ONNX model ({first})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if meta.get("format") != ONNX_FORMAT or len(inputs) != 1 or len(outputs) != 1:
+        # A multi-style export takes the style weights as a second input (multistyle/export.py).
+        names = [n for n in meta.get("style_names", "").split(",") if n]
+        if (meta.get("format") != ONNX_FORMAT or len(inputs) != (2 if len(names) > 1 else 1)
+                or len(outputs) != 1):
             raise FastStyleError(f"{path} is an ONNX model of something other than fast-style's "
                                  "transform network: export one with scripts/export.py")
         self.input_name = inputs[0].name
+        self.weights_name = inputs[1].name if len(inputs) == 2 else None
+        self.style_weights = None
         step = meta.get("global_step", "")
         # Metadata is free text in a file we may not have written: a step only if it is one.
         self.info = {"style_name": meta.get("style_name"),
                      "global_step": int(step) if step.isdigit() else None}
+        if names:
+            self.info["style_names"] = names
         self.device = torch.device("cuda" if providers[0].startswith("CUDA") else "cpu")
         self.precision = "fp32"
 
+    def use_style_weights(self, weights: torch.Tensor | None) -> None:
+        self.style_weights = None if weights is None else weights.float().numpy()
+
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        (out,) = self.session.run(None, {self.input_name: image.float().contiguous().numpy()})
+        feeds = {self.input_name: image.float().contiguous().numpy()}
+        if self.weights_name:
+            if self.style_weights is None:
+                raise FastStyleError(f"this network holds {len(self.style_names)} styles: pick "
+                                     "one with style=NAME or blend with mix=NAME:WEIGHT,...")
+            feeds[self.weights_name] = self.style_weights
+        (out,) = self.session.run(None, feeds)
         return torch.from_numpy(out).clamp_(0, 1)
 
 
-def load_model(path: str | Path, device: str = "auto", precision: str = "auto") -> Model:
-    """A .ckpt / .pth (PyTorch) or .onnx (onnxruntime) model, ready to stylise."""
+def load_model(path: str | Path, device: str = "auto", precision: str = "auto",
+               style: str | None = None, mix: str | None = None) -> Model:
+    """A .ckpt / .pth (PyTorch) or .onnx (onnxruntime) model, ready to stylise. A network of
+    several styles needs ``style=NAME`` or ``mix=NAME:WEIGHT,...`` (Model.choose_style)."""
     if is_url(path):
         raise FastStyleError(f"ckpt={path} is a URL: download it and pass the local file")
     path = Path(path)
@@ -247,9 +301,12 @@ def load_model(path: str | Path, device: str = "auto", precision: str = "auto") 
         if precision not in ("auto", "fp32"):
             raise FastStyleError(f"precision={precision} needs a PyTorch checkpoint; ONNX exports "
                                  "run in fp32")
-        return OnnxModel(path, dev)
-    net, info = load_transformer(path)
-    return TorchModel(net, info, dev, resolve_precision(precision, dev))
+        model: Model = OnnxModel(path, dev)
+    else:
+        net, info = load_transformer(path)
+        model = TorchModel(net, info, dev, resolve_precision(precision, dev))
+    model.choose_style(style, mix)
+    return model
 
 
 @torch.inference_mode()

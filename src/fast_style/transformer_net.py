@@ -2,6 +2,10 @@
 
 Layout (defaults): 9x9 conv 32 -> 3x3/2 conv 64 -> 3x3/2 conv 128 -> 5 residual blocks of 128
 -> two x2 upsamplings (64, 32) -> 9x9 conv 3. Images go in and come out as [0, 1] RGB.
+
+With ``num_styles`` > 1 the network learns several styles at once (Dumoulin, Shlens & Kudlur,
+2017): the convolutions are shared and every instance norm has one scale and shift per style
+(ConditionalInstanceNorm2d). One style is exactly the single-style network (same parameters).
 """
 
 from __future__ import annotations
@@ -26,13 +30,16 @@ MIN_SIDE = 16
 # would otherwise take gigabytes before failing).
 MAX_WIDTH = 256
 MAX_RESIDUAL_BLOCKS = 32
+MAX_STYLES = 1024
 
 
-def check_network_settings(width, num_residual_blocks, norm, upsample, output_activation) -> None:
+def check_network_settings(width, num_residual_blocks, norm, upsample, output_activation,
+                           num_styles=1) -> None:
     """One-line FastStyleError unless every setting is of the right type and within range."""
-    for name, value, top in (("width", width, MAX_WIDTH),
-                             ("num_residual_blocks", num_residual_blocks, MAX_RESIDUAL_BLOCKS)):
-        low = 1 if name == "width" else 0
+    for name, value, low, top in (("width", width, 1, MAX_WIDTH),
+                                  ("num_residual_blocks", num_residual_blocks, 0,
+                                   MAX_RESIDUAL_BLOCKS),
+                                  ("num_styles", num_styles, 1, MAX_STYLES)):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= top:
             raise FastStyleError(f"model.{name}={value!r} must be a whole number from {low} to {top}")
     for name, value, allowed in (("norm", norm, NORMS), ("upsample", upsample, UPSAMPLES),
@@ -84,6 +91,52 @@ class InstanceNorm2d(nn.InstanceNorm2d):
         return F.batch_norm(image, None, None, self.weight, self.bias, True, 0.0, self.eps)
 
 
+class ConditionalInstanceNorm2d(InstanceNorm2d):
+    """Instance norm with one scale and shift per style: ``style_scale`` and ``style_shift``,
+    (num_styles, C), instead of the shared ``weight`` and ``bias`` (Dumoulin et al., 2017).
+
+    ``style_weights`` (set by TransformerNet for each forward) is a (B, num_styles) matrix, or
+    (1, num_styles) for the whole batch: row b mixes the styles for image b. One-hot rows pick a
+    style (training); other rows blend styles by mixing their scales and shifts. Each image is
+    normalised as in InstanceNorm2d (batch norm over that one image, or the given ``stats``),
+    with its own mixed scale and shift: the same kernel as the single-style network.
+    """
+
+    def __init__(self, num_features: int, num_styles: int):
+        nn.InstanceNorm2d.__init__(self, num_features, affine=False)
+        self.stats = None
+        # Magenta's initialisation: every style starts as the identity transform.
+        self.style_scale = nn.Parameter(torch.ones(num_styles, num_features))
+        self.style_shift = nn.Parameter(torch.zeros(num_styles, num_features))
+        self.style_weights: torch.Tensor | None = None
+
+    def scale_and_shift(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, C) scales and shifts: ``style_weights`` times the per-style parameters."""
+        weights = self.style_weights
+        if weights is None:
+            raise RuntimeError("a multi-style network needs style weights: call "
+                               "net(x, style_weights) or net.set_style_weights(w) first")
+        # fp32 even under autocast: a one-hot row must reproduce its style's values exactly.
+        with torch.autocast(weights.device.type, enabled=False):
+            weights = weights.to(self.style_scale.dtype)
+            scale, shift = weights @ self.style_scale, weights @ self.style_shift
+        if scale.shape[0] != batch:
+            scale, shift = scale.expand(batch, -1), shift.expand(batch, -1)
+        return scale, shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.scale_and_shift(x.shape[0])
+        if torch.compiler.is_compiling():
+            y = F.instance_norm(x, None, None, None, None, True, 0.0, self.eps)
+            return y * scale[:, :, None, None].to(y.dtype) + shift[:, :, None, None].to(y.dtype)
+        if self.stats is not None and not self.training:
+            mean, var = self.stats
+            return torch.cat([F.batch_norm(image, mean, var, s, b, False, 0.0, self.eps)
+                              for image, s, b in zip(x.split(1), scale, shift)])
+        return torch.cat([F.batch_norm(image, None, None, s, b, True, 0.0, self.eps)
+                          for image, s, b in zip(x.split(1), scale, shift)])
+
+
 class ReflectionPad2d(nn.ReflectionPad2d):
     """Reflection padding that keeps its input's dtype under autocast.
 
@@ -114,9 +167,12 @@ def set_kernel_routes(net: nn.Module, per_image_batch_norm: bool = True,
     return net
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
+def _norm(kind: str, channels: int, num_styles: int = 1) -> nn.Module:
     if kind == "instance":
-        return InstanceNorm2d(channels)
+        return InstanceNorm2d(channels) if num_styles == 1 else ConditionalInstanceNorm2d(
+            channels, num_styles)
+    if num_styles != 1:
+        raise ValueError("several styles need norm=instance (their scales and shifts live there)")
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
@@ -126,11 +182,11 @@ class ConvNormReLU(nn.Sequential):
     """Reflection-padded convolution, normalisation, optional ReLU."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1,
-                 norm: str = "instance", relu: bool = True):
+                 norm: str = "instance", relu: bool = True, num_styles: int = 1):
         layers: list[nn.Module] = [
             ReflectionPad2d(kernel // 2),
             nn.Conv2d(c_in, c_out, kernel, stride),
-            _norm(norm, c_out),
+            _norm(norm, c_out, num_styles),
         ]
         if relu:
             layers.append(nn.ReLU(inplace=True))
@@ -140,11 +196,11 @@ class ConvNormReLU(nn.Sequential):
 class ResidualBlock(nn.Module):
     """Two 3x3 convolutions with an identity shortcut (Gross & Wilber's variant, no final ReLU)."""
 
-    def __init__(self, channels: int, norm: str = "instance"):
+    def __init__(self, channels: int, norm: str = "instance", num_styles: int = 1):
         super().__init__()
         self.body = nn.Sequential(
-            ConvNormReLU(channels, channels, 3, norm=norm),
-            ConvNormReLU(channels, channels, 3, norm=norm, relu=False),
+            ConvNormReLU(channels, channels, 3, norm=norm, num_styles=num_styles),
+            ConvNormReLU(channels, channels, 3, norm=norm, relu=False, num_styles=num_styles),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,7 +211,8 @@ class Upsample(nn.Sequential):
     """x2 upsampling. Nearest + conv avoids the checkerboard artefacts of transposed convolution
     (Odena et al., 2016); the transposed variant is kept for reproducing the paper exactly."""
 
-    def __init__(self, c_in: int, c_out: int, mode: str = "nearest", norm: str = "instance"):
+    def __init__(self, c_in: int, c_out: int, mode: str = "nearest", norm: str = "instance",
+                 num_styles: int = 1):
         if mode == "nearest":
             layers: list[nn.Module] = [
                 nn.Upsample(scale_factor=2, mode="nearest"),
@@ -166,35 +223,61 @@ class Upsample(nn.Sequential):
             layers = [nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1)]
         else:
             raise ValueError(f"unknown upsample {mode!r}; choose one of {', '.join(UPSAMPLES)}")
-        super().__init__(*layers, _norm(norm, c_out), nn.ReLU(inplace=True))
+        super().__init__(*layers, _norm(norm, c_out, num_styles), nn.ReLU(inplace=True))
 
 
 class TransformerNet(nn.Module):
-    """Feed-forward style transform network. Any input size; the output has the input's size."""
+    """Feed-forward style transform network. Any input size; the output has the input's size.
+
+    With ``num_styles`` > 1, every forward needs style weights: ``net(x, style_weights)`` with a
+    (B, num_styles) or (1, num_styles) matrix (rows of one-hot picks, or blends summing to 1), or
+    ``net.set_style_weights(w)`` once for the calls that follow (tiled inference runs the stages
+    one by one).
+    """
 
     def __init__(self, width: int = 32, num_residual_blocks: int = 5, norm: str = "instance",
-                 upsample: str = "nearest", output_activation: str = "sigmoid"):
-        check_network_settings(width, num_residual_blocks, norm, upsample, output_activation)
+                 upsample: str = "nearest", output_activation: str = "sigmoid",
+                 num_styles: int = 1):
+        check_network_settings(width, num_residual_blocks, norm, upsample, output_activation,
+                               num_styles)
         super().__init__()
         self.output_activation = output_activation
+        self.num_styles = num_styles
         w1, w2, w4 = width, width * 2, width * 4
+        n = num_styles
         self.encoder = nn.Sequential(
-            ConvNormReLU(3, w1, 9, norm=norm),
-            ConvNormReLU(w1, w2, 3, stride=2, norm=norm),
-            ConvNormReLU(w2, w4, 3, stride=2, norm=norm),
+            ConvNormReLU(3, w1, 9, norm=norm, num_styles=n),
+            ConvNormReLU(w1, w2, 3, stride=2, norm=norm, num_styles=n),
+            ConvNormReLU(w2, w4, 3, stride=2, norm=norm, num_styles=n),
         )
-        self.residuals = nn.Sequential(*[ResidualBlock(w4, norm) for _ in range(num_residual_blocks)])
+        self.residuals = nn.Sequential(*[ResidualBlock(w4, norm, n)
+                                         for _ in range(num_residual_blocks)])
         self.decoder = nn.Sequential(
-            Upsample(w4, w2, upsample, norm),
-            Upsample(w2, w1, upsample, norm),
+            Upsample(w4, w2, upsample, norm, n),
+            Upsample(w2, w1, upsample, norm, n),
             ReflectionPad2d(4),
             nn.Conv2d(w1, 3, 9),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        y = self.decoder(self.residuals(self.encoder(pad_to_multiple(x))))
-        return self.activate(y[..., :h, :w])
+    def set_style_weights(self, style_weights: torch.Tensor | None) -> None:
+        """Condition every following forward on ``style_weights`` (B or 1, num_styles)."""
+        if style_weights is not None and style_weights.shape[-1] != self.num_styles:
+            raise ValueError(f"style weights for {style_weights.shape[-1]} styles given to a "
+                             f"network of {self.num_styles}")
+        for m in self.modules():
+            if isinstance(m, ConditionalInstanceNorm2d):
+                m.style_weights = style_weights
+
+    def forward(self, x: torch.Tensor, style_weights: torch.Tensor | None = None) -> torch.Tensor:
+        if style_weights is not None:
+            self.set_style_weights(style_weights)
+        try:
+            h, w = x.shape[-2:]
+            y = self.decoder(self.residuals(self.encoder(pad_to_multiple(x))))
+            return self.activate(y[..., :h, :w])
+        finally:
+            if style_weights is not None:
+                self.set_style_weights(None)
 
     # Tiled inference (stylize.py) runs encoder, residuals and decoder separately and then this.
     def activate(self, y: torch.Tensor) -> torch.Tensor:
