@@ -72,30 +72,8 @@ def atomic_write(path: str | Path) -> Iterator[IO[bytes]]:
     The target's folder is created. An existing symlink at ``path`` is replaced by the file, not
     followed (rename replaces the link itself), so a planted link cannot redirect the write.
     """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # mkstemp: O_CREAT | O_EXCL under a fresh random name, so it never opens an existing file
-        # or link; mode 0600 until the data is complete.
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX,
-                                        dir=path.parent)
-    except OSError as e:
-        raise _io_error(path, e) from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise _io_error(path, e) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
+    with atomic_path(path, keep_suffix=False) as tmp, open(tmp, "wb") as f:
+        yield f
 
 
 def atomic_save(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
@@ -107,15 +85,20 @@ def atomic_save(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """atomic_write for writers that insist on a file name (PyAV picks the container from its
-    suffix): yields a fresh temp path beside ``path`` ending in the same suffix; the block writes
-    and closes it, then it is fsynced and renamed over ``path`` (removed on any error)."""
+def atomic_path(path: str | Path, keep_suffix: bool = True) -> Iterator[Path]:
+    """A fresh temp path beside ``path`` for the block to write; then fsynced, given the umask's
+    permissions and renamed over ``path`` (removed on any error or signal). For writers that
+    insist on a file name, ``keep_suffix`` ends it in the target's suffix (PyAV picks the
+    container from it).
+
+    mkstemp: O_CREAT | O_EXCL under a fresh random name, so it never opens an existing file or
+    link; mode 0600 until the data is complete.
+    """
     path = Path(path)
+    suffix = TEMP_SUFFIX + (path.suffix if keep_suffix else "")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{TEMP_SUFFIX}{path.suffix}",
-                                        dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
         os.close(fd)
     except OSError as e:
         raise _io_error(path, e) from None
