@@ -289,8 +289,9 @@ def test_sigkill_during_saves_never_breaks_last_ckpt(tmp_path):
     last = base / "ckpt" / "last.ckpt"
     rng = random.Random(0)
     hits = 0
+    kills = int(os.environ.get("FAST_STYLE_KILLS", "4"))  # benchmarks/reliability.md ran 20
     try:
-        for attempt in range(4):
+        for attempt in range(kills):
             extra = ["ckpt_path=last"] if last.exists() else []
             proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args, *extra],
                                     cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
@@ -320,7 +321,7 @@ def test_sigkill_during_saves_never_breaks_last_ckpt(tmp_path):
         assert torch.load(last, weights_only=True)["global_step"] == state["global_step"] + 2
         leftovers = [p.name for p in last.parent.iterdir() if p.name.endswith(".tmp")]
         assert leftovers == []
-        print(f"kills that landed inside a save: {hits} of 4")
+        print(f"kills that landed inside a save: {hits} of {kills}")
     finally:
         if other:
             shutil.rmtree(base, ignore_errors=True)
