@@ -11,14 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fast_style.errors import FastStyleError
 from fast_style.multistyle.export import OnnxStyledNet, ScriptStyledNet, check_weights
 from fast_style.safe_io import atomic_save
 from fast_style.stylize import ONNX_FORMAT, load_transformer
-from fast_style.transformer_net import MIN_SIDE, SIZE_MULTIPLE, TransformerNet
+from fast_style.transformer_net import (
+    MIN_SIDE,
+    SIZE_MULTIPLE,
+    TransformerNet,
+    activate,
+    pad_for_export,
+)
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 # Exported files are checked on a random image of this size (height, width): photo-sized, so
@@ -61,17 +66,9 @@ class _Exportable(nn.Module):
         self.min_side, self.multiple = MIN_SIDE, SIZE_MULTIPLE
 
     def run(self, x: torch.Tensor, h: int, w: int, pad_h: int, pad_w: int) -> torch.Tensor:
-        # As transformer_net.pad_to_multiple: repeat up to MIN_SIDE, reflect the rest to a
-        # multiple (each pad may be 0: no branch for the exporters to specialise on).
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        x = F.pad(x, (0, (-x.shape[-1]) % self.multiple, 0, (-x.shape[-2]) % self.multiple),
-                  mode="reflect")
-        y = self.decoder(self.residuals(self.encoder(x)))[..., :h, :w]
-        if self.output_activation == "sigmoid":
-            return torch.sigmoid(y)
-        if self.output_activation == "tanh":
-            return (torch.tanh(y) + 1) / 2
-        return y
+        x = pad_for_export(x, pad_h, pad_w, self.multiple)  # as transformer_net.pad_to_multiple
+        return activate(self.decoder(self.residuals(self.encoder(x)))[..., :h, :w],
+                        self.output_activation)
 
 
 class OnnxNet(_Exportable):

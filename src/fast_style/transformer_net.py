@@ -281,11 +281,16 @@ class TransformerNet(nn.Module):
 
     # Tiled inference (stylize.py) runs encoder, residuals and decoder separately and then this.
     def activate(self, y: torch.Tensor) -> torch.Tensor:
-        if self.output_activation == "sigmoid":
-            return torch.sigmoid(y)
-        if self.output_activation == "tanh":
-            return (torch.tanh(y) + 1) / 2
-        return y
+        return activate(y, self.output_activation)
+
+
+def activate(y: torch.Tensor, kind: str) -> torch.Tensor:
+    """The output activation (plain function: exported graphs and TorchScript call it too)."""
+    if kind == "sigmoid":
+        return torch.sigmoid(y)
+    if kind == "tanh":
+        return (torch.tanh(y) + 1) / 2
+    return y
 
 
 def padded_length(n: int) -> int:
@@ -303,6 +308,15 @@ def pad_to_multiple(x: torch.Tensor) -> torch.Tensor:
     if small_h or small_w:
         x = F.pad(x, (0, small_w, 0, small_h), mode="replicate")
     return reflect_to_multiple(x)
+
+
+def pad_for_export(x: torch.Tensor, small_h: int, small_w: int, multiple: int) -> torch.Tensor:
+    """pad_to_multiple without a Python branch, for exported graphs: repeat ``small_h`` /
+    ``small_w`` px (the shortfall to MIN_SIDE, 0 if none), then reflect to a multiple of
+    ``multiple`` (SIZE_MULTIPLE; passed in, TorchScript reads no globals). Each pad may be 0, so
+    exporters keep height and width symbolic instead of specialising on a size."""
+    x = F.pad(x, (0, small_w, 0, small_h), mode="replicate")
+    return F.pad(x, (0, (-x.shape[-1]) % multiple, 0, (-x.shape[-2]) % multiple), mode="reflect")
 
 
 def reflect_to_multiple(x: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,8 @@ from fast_style.transformer_net import (
     ConditionalInstanceNorm2d,
     ResidualBlock,
     TransformerNet,
+    activate,
+    pad_for_export,
 )
 
 
@@ -94,29 +96,26 @@ class _StyledExportable(nn.Module):
 
     def run(self, x: torch.Tensor, style_weights: torch.Tensor, h: int, w: int, pad_h: int,
             pad_w: int) -> torch.Tensor:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        x = pad_for_export(x, pad_h, pad_w, self.multiple)  # as transformer_net.pad_to_multiple
         y = self.encoder(x, style_weights)
         y = self.decoder(self.residuals(y, style_weights), style_weights)[..., :h, :w]
-        if self.output_activation == "sigmoid":
-            return torch.sigmoid(y)
-        if self.output_activation == "tanh":
-            return (torch.tanh(y) + 1) / 2
-        return y
+        return activate(y, self.output_activation)
 
 
 class OnnxStyledNet(_StyledExportable):
     def forward(self, image: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2], image.shape[-1]
-        pad_h = torch.sym_max(self.min_side - h, (-h) % self.multiple)
-        pad_w = torch.sym_max(self.min_side - w, (-w) % self.multiple)
+        # sym_max keeps max() symbolic under torch.export (Python's max would specialise it).
+        pad_h = torch.sym_max(self.min_side - h, 0)
+        pad_w = torch.sym_max(self.min_side - w, 0)
         return self.run(image, style_weights, h, w, pad_h, pad_w)
 
 
 class ScriptStyledNet(_StyledExportable):
     def forward(self, image: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2], image.shape[-1]
-        pad_h = max(self.min_side - h, (-h) % self.multiple)
-        pad_w = max(self.min_side - w, (-w) % self.multiple)
+        pad_h = max(self.min_side - h, 0)
+        pad_w = max(self.min_side - w, 0)
         return self.run(image, style_weights, h, w, pad_h, pad_w)
 
 
