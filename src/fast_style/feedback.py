@@ -142,7 +142,7 @@ class EarlyFeedback(L.Callback):
                 for start in range(0, len(dataset), datamodule.batch_size):
                     indices = range(start, min(start + datamodule.batch_size, len(dataset)))
                     photos = torch.stack([dataset[i] for i in indices]).to(system.device)
-                    for name, value in system.validation_losses(photos).items():
+                    for name, value in system.validation_metrics(photos).items():
                         sums[name] += float(value) * len(photos)
                     count += len(photos)
         finally:

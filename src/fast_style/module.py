@@ -213,23 +213,26 @@ class StyleTransferSystem(L.LightningModule):
                                   + JOHNSON_WEIGHTS["tv"] * losses["loss_tv"])
         return losses
 
-    def validation_step(self, photos: torch.Tensor, batch_idx: int) -> None:
+    def validation_metrics(self, photos: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What validation logs (without the ``val/`` prefix), for validation_step and
+        feedback.EarlyFeedback alike. Several styles: every held-out photo in every trained
+        style, per-style ``loss_style/<name>`` and ``loss_johnson/<name>``, and the mean over
+        styles as the plain names (what objectives, FinalMetrics and summaries read)."""
         if not self.multi_style:
-            losses = self.validation_losses(photos)
-        else:
-            # Every held-out photo in every trained style: per-style losses, and their mean as
-            # val/* (what objectives, FinalMetrics and summaries read).
-            per_style = []
-            for i, name in enumerate(self.trained_styles):
-                ids = torch.full((photos.shape[0],), i, dtype=torch.long)
-                style_losses = self.validation_losses(photos, ids)
-                self.log_dict({f"val/{key}/{name}": style_losses[key]
-                               for key in ("loss_style", "loss_johnson")},
-                              sync_dist=True, batch_size=photos.shape[0])
-                per_style.append(style_losses)
-            losses = {k: torch.stack([s[k] for s in per_style]).mean() for k in per_style[0]}
-        self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True,
-                      batch_size=photos.shape[0])
+            return self.validation_losses(photos)
+        metrics, per_style = {}, []
+        for i, name in enumerate(self.trained_styles):
+            ids = torch.full((photos.shape[0],), i, dtype=torch.long)
+            style_losses = self.validation_losses(photos, ids)
+            metrics.update({f"{key}/{name}": style_losses[key]
+                            for key in ("loss_style", "loss_johnson")})
+            per_style.append(style_losses)
+        metrics.update({k: torch.stack([s[k] for s in per_style]).mean() for k in per_style[0]})
+        return metrics
+
+    def validation_step(self, photos: torch.Tensor, batch_idx: int) -> None:
+        self.log_dict({f"val/{k}": v for k, v in self.validation_metrics(photos).items()},
+                      sync_dist=True, batch_size=photos.shape[0])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The frozen VGG is rebuilt from its weight source; keeping it out saves ~30 MB per file.
