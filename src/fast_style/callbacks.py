@@ -16,7 +16,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torchvision.utils import make_grid
 
 from fast_style.image_io import save_image
-from fast_style.safe_io import atomic_save, atomic_write_text, load_torch_file
+from fast_style.safe_io import atomic_write_text, load_torch_file, save_torch_file
 from fast_style.stylize import INFERENCE_FORMAT, INFERENCE_FORMAT_MULTI
 
 
@@ -113,7 +113,7 @@ class InferenceFileWriter(L.Callback):
             return
         payload = inference_payload(system)
         payload["global_step"] = trainer.global_step
-        atomic_save(self.path_for(system), lambda f: torch.save(payload, f))
+        save_torch_file(self.path_for(system), payload)
 
     def on_save_checkpoint(self, trainer, system, checkpoint) -> None:
         self.write(trainer, system)
@@ -133,7 +133,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        atomic_save(path, lambda f: torch.save(checkpoint, f))
+        save_torch_file(path, checkpoint)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
         return load_torch_file(path)

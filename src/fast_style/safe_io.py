@@ -121,6 +121,19 @@ def atomic_path(path: str | Path, keep_suffix: bool = True) -> Iterator[Path]:
     _fsync_folder(path.parent)
 
 
+def save_torch_file(path: str | Path, obj) -> Path:
+    """torch.save, atomically. Serialised in memory first (as Lightning's own save does): torch's
+    zip writer turns a failed write (disk full, file-size limit) into an opaque RuntimeError,
+    while writing the bytes ourselves gives the OSError that says what to fix."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_save(path, lambda f: f.write(buffer.getbuffer()))
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_save(path, lambda f: f.write(text.encode("utf-8")))
 
