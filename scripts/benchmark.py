@@ -40,6 +40,25 @@ def machine() -> dict:
             "loadavg_1min": round(os.getloadavg()[0], 2)}
 
 
+def step_timer():
+    """A Lightning callback whose ``times`` holds each training step's seconds, from batch start
+    to batch end (forward, losses, backward, optimizer). Lightning is imported here, not at the
+    top: the other benchmarks do not need its start-up."""
+    import lightning as L
+
+    class StepTimer(L.Callback):
+        def __init__(self):
+            self.times: list[float] = []
+
+        def on_train_batch_start(self, *args):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, *args):
+            self.times.append(time.perf_counter() - self.start)
+
+    return StepTimer()
+
+
 def compose_train_config(overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
@@ -93,17 +112,7 @@ def measure_train(overrides: list[str], batch_size: int, image_size: int, steps:
     photos = torch.rand(batch_size * (warmup + steps), 3, image_size, image_size)
     loader = DataLoader(photos, batch_size=batch_size)  # a tensor indexes like a dataset
 
-    class Timer(L.Callback):
-        def __init__(self):
-            self.times: list[float] = []
-
-        def on_train_batch_start(self, *args):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, *args):
-            self.times.append(time.perf_counter() - self.start)
-
-    timer = Timer()
+    timer = step_timer()
     trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=precision,
                         max_steps=warmup + steps, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],

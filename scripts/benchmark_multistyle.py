@@ -15,13 +15,12 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark import compose_train_config, machine
+from benchmark import compose_train_config, machine, step_timer
 
 from fast_style.transformer_net import ConditionalInstanceNorm2d, TransformerNet
 
@@ -63,17 +62,7 @@ def time_steps(overrides: list[str], styles: list[str], batch_size: int, image_s
     photos = torch.rand(batch_size * (warmup + steps), 3, image_size, image_size,
                         generator=torch.Generator().manual_seed(0))
 
-    class Timer(L.Callback):
-        def __init__(self):
-            self.times: list[float] = []
-
-        def on_train_batch_start(self, *args):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, *args):
-            self.times.append(time.perf_counter() - self.start)
-
-    timer = Timer()
+    timer = step_timer()
     trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1,
                         precision=cfg.trainer.precision, max_steps=warmup + steps, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
