@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark import compose_train_config, machine, step_timer
 
+from fast_style.hardware import training_precision
 from fast_style.transformer_net import ConditionalInstanceNorm2d, TransformerNet
 
 
@@ -64,7 +65,9 @@ def time_steps(overrides: list[str], styles: list[str], batch_size: int, image_s
 
     timer = step_timer()
     trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1,
-                        precision=cfg.trainer.precision, max_steps=warmup + steps, logger=False,
+                        precision=training_precision(cfg.trainer.precision,
+                                                     cfg.trainer.accelerator),
+                        max_steps=warmup + steps, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[timer], limit_val_batches=0)
     trainer.fit(system, train_dataloaders=DataLoader(photos, batch_size=batch_size))
