@@ -15,6 +15,8 @@ Options (key=value):
   style=NAME|PATH    a style config name or an image file (default: the checkpoint's style);
                      for a network of several styles: one of its styles (default: every one,
                      judged against its own painting, then the mean over styles)
+  paintings=N:PATH,..  the paintings of a multi-style network's own styles (style=custom or
+                     extra_styles: names with no style config), e.g. paintings=mine:me.jpg
   size=N             scale each photo's long edge to N px (default: its own size)
   val_count=N        only the photos that training with data.val_count=N held out of content=
   limit=N            only the first N photos
@@ -55,6 +57,7 @@ class Options(ev.JudgedPhotosOptions):
     sheet: str | None = None
     tile: int = 160
     sheet_colors: int = 0
+    paintings: str | None = None
 
 
 def run_network(net, judge, photos, size, device):
@@ -125,7 +128,7 @@ def judge_network(opts: Options, net, info: dict, style_spec: str, photos: list[
                   device, scratch: Path) -> dict:
     """Judge ``net`` (conditioned on one style) on ``photos``; print the tables, return the JSON."""
     iterations = ev.parse_counts(opts.baseline)
-    style_image = ev.resolve_style(style_spec, STYLE_CONFIGS)
+    style_image = ev.resolve_style(style_spec, STYLE_CONFIGS, ev.parse_paintings(opts.paintings))
     judge = ev.Judge.from_image(style_image).to(device)
 
     outputs, scores, ms = run_network(net, judge, photos, opts.size, device)

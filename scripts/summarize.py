@@ -91,7 +91,12 @@ def judge_runs(runs: list[sweeps.Run], photos: list[Path], size: int) -> None:
                                                  style.get("file"), style.get("url"),
                                                  style.get("sha256")))]
         else:
-            styles = [(torch.eye(len(names))[i:i + 1], ev.resolve_style(name, STYLE_CONFIGS))
+            # Styles of one's own are found as the run found them: extra_styles' paths, and
+            # the last listed style's own image (style=custom style.image=...).
+            own = {str(k): str(v) for k, v in (run.config.get("extra_styles") or {}).items()}
+            if style.get("image"):
+                own[str(style["name"])] = str(style["image"])
+            styles = [(torch.eye(len(names))[i:i + 1], ev.resolve_style(name, STYLE_CONFIGS, own))
                       for i, name in enumerate(names)]
         scores = []
         for weights, style_image in styles:

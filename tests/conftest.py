@@ -46,3 +46,13 @@ def photo_folder(tmp_path) -> Path:
         write_photo(root / name, size=(48 + i, 40 + 2 * i), seed=i)
     (root / "notes.txt").write_text("not a photo")
     return root
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """10 photos for real train.py runs: with debug=tiny (batch 2), 8 train (4 steps an epoch,
+    so 8 steps cross an epoch boundary) and 2 are held out."""
+    root = tmp_path_factory.mktemp("photos")
+    for i in range(10):
+        write_photo(root / f"p{i}.jpg", size=(96 + 4 * i, 72), seed=i)
+    return root

@@ -113,7 +113,7 @@ def test_held_out_photos_are_the_training_split(photo_folder):
 def test_style_by_name_or_path(style_path):
     assert ev.resolve_style("starry_night", REPO / "configs" / "style") == style_path
     assert ev.resolve_style(str(style_path), REPO / "configs" / "style") == style_path
-    with pytest.raises(FastStyleError, match="style=NAME"):
+    with pytest.raises(FastStyleError, match="neither an image file nor a style name"):
         ev.resolve_style("no_such_style", REPO / "configs" / "style")
 
 
@@ -318,3 +318,15 @@ def test_sweep_runs_are_read_back_from_their_folders(tmp_path):
     assert sweeps.varying_overrides(runs) == ["loss.style_weight"]
     with pytest.raises(FastStyleError, match="--sort"):
         sweeps.metric_columns(runs, "val/missing")
+
+
+def test_styles_of_ones_own_are_judged_against_the_paintings_given(tmp_path):
+    styles = REPO / "configs" / "style"
+    painting = tmp_path / "mine.png"
+    painting.write_bytes(b"x")
+    assert ev.parse_paintings("mine:" + str(painting)) == {"mine": str(painting)}
+    assert ev.resolve_style("mine", styles, {"mine": str(painting)}) == painting
+    with pytest.raises(FastStyleError, match="paintings=mine:PATH"):
+        ev.resolve_style("mine", styles)
+    with pytest.raises(FastStyleError, match="NAME:PATH"):
+        ev.parse_paintings("mine")

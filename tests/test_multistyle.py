@@ -11,7 +11,12 @@ from fast_style.multistyle.finetune import (
     train_only_new_styles,
     trainable_parameters,
 )
-from fast_style.multistyle.selection import selected_options, style_entries
+from fast_style.multistyle.selection import (
+    recorded_style_settings,
+    selected_options,
+    style_entries,
+    style_nodes,
+)
 from fast_style.multistyle.weights import (
     infer_arguments,
     inference_weights,
@@ -56,6 +61,40 @@ def test_a_list_of_styles_selects_each_with_its_own_image(tmp_path):
         cfg = compose("train", overrides=["style=[mosaic,mosaic]"])
     with pytest.raises(FastStyleError, match="listed twice"):
         style_entries(cfg, ["style=[mosaic,mosaic]"])
+
+
+def test_each_style_keeps_its_painting_size_and_the_command_line_sets_all(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from fast_style.image_io import save_image
+    from fast_style.module import StyleTransferSystem
+
+    painting = save_image(torch.rand(3, 40, 60), tmp_path / "mine.png")
+    overrides = ["style=[starry_night,custom]", f"style.image={painting}", "style.name=mine"]
+
+    def sizes(*extra):
+        with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+            cfg = compose("train", overrides=[*overrides, *extra])
+        return [n.size for n in style_nodes(cfg, [*overrides, *extra])]
+
+    assert sizes() == [256, 256]  # each its own config's size
+    assert sizes("style.size=48") == [48, 48]  # set for the run: every style
+    assert sizes("debug=tiny") == [64, 64]  # (debug=tiny's own style.size)
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["style=[mosaic,candy]"])
+    assert recorded_style_settings(style_nodes(cfg, ["style=[mosaic,candy]"])) == {
+        "style_name": ["mosaic", "candy"], "style_size": [256, 256]}
+
+    # The system computes each style's Grams at that style's own size.
+    common = {"width": 4, "num_residual_blocks": 0, "vgg_weights": "random"}
+    torch.manual_seed(0)
+    both = StyleTransferSystem([str(painting), str(painting)], ["a", "b"], [32, 60], **common)
+    for index, size in enumerate((32, 60)):
+        torch.manual_seed(0)
+        alone = StyleTransferSystem(str(painting), "a", size, **common)
+        for layer, gram in both.style_grams.items():
+            torch.testing.assert_close(gram[index], alone.style_grams[layer][0])
+    assert not torch.equal(both.style_grams["relu1_2"][0], both.style_grams["relu1_2"][1])
 
 
 def test_every_batch_mixes_styles_evenly_and_repeatably():
@@ -154,3 +193,20 @@ def test_exports_take_the_style_weights_and_match_pytorch(tmp_path, fmt):
         torch_model = load_model(path, "cpu", "fp32", mix="mosaic:1,candy:1")
         assert onnx_model.style_names == NAMES
         assert (onnx_model(image) - torch_model(image)).abs().max() < 1e-4
+
+
+def test_resume_compares_the_runs_list_of_styles_and_their_sizes():
+    from hydra import compose, initialize_config_dir
+
+    from fast_style.resume import changed_settings
+
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["style=[mosaic,candy]"])
+    # Older multi-style checkpoints recorded one size for all styles.
+    checkpoint = {"hyper_parameters": {"style_name": ["mosaic", "candy"], "style_size": 256}}
+    same = {"style_name": ["mosaic", "candy"], "style_size": [256, 256]}
+    assert changed_settings(checkpoint, cfg, same) == []
+    other = {"style_name": ["mosaic", "wave"], "style_size": [256, 512]}
+    assert changed_settings(checkpoint, cfg, other) == [
+        "style.name=['mosaic', 'candy']->['mosaic', 'wave']",
+        "style.size=[256, 256]->[256, 512]"]

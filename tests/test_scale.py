@@ -153,15 +153,6 @@ def run(*args, cwd, timeout=600):
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    """10 photos: 8 train (4 batches of 2, so 8 steps cross an epoch boundary), 2 held out."""
-    root = tmp_path_factory.mktemp("photos")
-    for i in range(10):
-        write_photo(root / f"p{i}.jpg", size=(96 + 4 * i, 72), seed=i)
-    return root
-
-
 def cli_args(photos, tmp, name, *extra):
     return [*TINY, f"data.root={photos}", f"ckpt_dir={tmp}/{name}/ckpt",
             f"log_dir={tmp}/{name}/logs", f"hydra.run.dir={tmp}/{name}/out", "logger=csv",

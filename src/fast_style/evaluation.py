@@ -334,8 +334,27 @@ def load_photo(path: str | Path, size: int | None = None) -> torch.Tensor:
     return to_tensor(resize_long_edge(load_image(path), size))
 
 
-def resolve_style(spec: str, style_configs: str | Path) -> Path:
-    """A style image path, or the name of a style config (configs/style/<name>.yaml)."""
+def parse_paintings(text: str | None) -> dict[str, str]:
+    """``mine:path/a.jpg,other:b.png`` -> {name: path}: the paintings of styles that have no
+    config of their own (trained with style=custom or extra_styles), by the network's names."""
+    paintings = {}
+    for item in filter(None, (text or "").split(",")):
+        name, sep, path = item.partition(":")
+        if not sep or not name or not path:
+            raise FastStyleError(f"paintings={text}: write NAME:PATH[,NAME:PATH...]")
+        paintings[name] = path
+    return paintings
+
+
+def resolve_style(spec: str, style_configs: str | Path,
+                  paintings: dict[str, str] | None = None) -> Path:
+    """A style image path, a name given a painting in ``paintings``, or the name of a style
+    config (configs/style/<name>.yaml)."""
+    if paintings and spec in paintings:
+        if not Path(paintings[spec]).expanduser().is_file():
+            raise FastStyleError(f"the painting of style {spec!r} is not a file: "
+                                 f"{paintings[spec]}")
+        spec = paintings[spec]
     path = Path(spec).expanduser()
     if path.is_file():
         return path
@@ -343,7 +362,8 @@ def resolve_style(spec: str, style_configs: str | Path) -> Path:
     if not config.is_file():
         names = ", ".join(sorted(p.stem for p in Path(style_configs).glob("*.yaml")))
         raise FastStyleError(f"style {spec!r} is neither an image file nor a style name "
-                             f"({names}): pass style=NAME or style=PATH")
+                             f"({names}): pass style=PATH, or paintings={spec}:PATH for a "
+                             "style of one's own in a network of several")
     cfg = OmegaConf.load(config)
     if cfg.get("image") == "???":  # the custom style has no image of its own
         raise FastStyleError(f"style {spec!r} names no image: pass style=PATH")

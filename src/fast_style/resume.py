@@ -25,32 +25,41 @@ SETTINGS = {
     "loss.content_weight": ("hp", "content_weight"), "loss.style_weight": ("hp", "style_weight"),
     "loss.tv_weight": ("hp", "tv_weight"), "loss.content_layer": ("hp", "content_layer"),
     "loss.style_layers": ("hp", "style_layers"), "loss.vgg_weights": ("hp", "vgg_weights"),
-    "lr": ("hp", "lr"),
+    "lr": ("hp", "lr"), "lr_warmup_steps": ("hp", "lr_warmup_steps"),
+    "lr_decay": ("hp", "lr_decay"),
 }
 
 
-def changed_settings(checkpoint: dict, cfg: DictConfig) -> list[str]:
-    """``key=old->new`` for every setting the checkpoint was trained with that cfg changes."""
+def changed_settings(checkpoint: dict, cfg: DictConfig, styles: dict | None = None) -> list[str]:
+    """``key=old->new`` for every setting the checkpoint was trained with that cfg changes.
+
+    ``styles``: ``style_name`` and ``style_size`` as this run would record them
+    (multistyle.selection.recorded_style_settings): for several styles the command line's list,
+    not ``cfg.style``, which holds only the last of them."""
     recorded = {"hp": checkpoint.get("hyper_parameters") or {},
                 "data": checkpoint.get("PhotoDataModule") or {}}
     changes = []
     for key, (where, name) in SETTINGS.items():
         if name not in recorded[where]:
             continue  # an older checkpoint that did not record it
-        old, new = recorded[where][name], _plain(cfg, key)
+        old = recorded[where][name]
+        new = styles[name] if styles and name in styles else _plain(cfg, key)
+        if isinstance(new, list) and not isinstance(old, list):  # one size for every style,
+            old = [old] * len(new)                               # as older checkpoints recorded
         if old != new and not _same_number(old, new):
             changes.append(f"{key}={old}->{new}")
     return changes
 
 
-def check_resume(cfg: DictConfig, checkpoint: dict | None, path: str | Path | None) -> None:
+def check_resume(cfg: DictConfig, checkpoint: dict | None, path: str | Path | None,
+                 styles: dict | None = None) -> None:
     """Raises one line naming the differences unless cfg.accept_changed_settings.
 
     ``checkpoint``: the resume checkpoint as runs.read_resume_checkpoint read and checked it
     (None for a fresh run)."""
     if checkpoint is None or cfg.get("accept_changed_settings"):
         return
-    changes = changed_settings(checkpoint, cfg)
+    changes = changed_settings(checkpoint, cfg, styles)
     if changes:
         raise FastStyleError(f"{path} was trained with other settings ({', '.join(changes)}): "
                              "resume with the run's settings, start afresh elsewhere with "

@@ -18,6 +18,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from fast_style.errors import FastStyleError
+from fast_style.multistyle.selection import styles_label
+from fast_style.runs import register_resolvers
 
 # Final values worth comparing; every val/* metric the run logged is kept as well.
 REPORTED_PREFIXES = ("val/", "final/")
@@ -78,8 +80,15 @@ def resolve_job_config(job_dir: Path) -> tuple[dict, DictConfig]:
             return str(job_dir)
         return OmegaConf.select(hydra_node, key)
 
+    def styles(last_name: str, extra_styles=None) -> str:  # a+b+c from the job's own list
+        return styles_label(last_name, extra_styles, list(hydra_node.overrides.task))
+
     OmegaConf.register_new_resolver("hydra", hydra_value, replace=True)
-    return OmegaConf.to_container(cfg, resolve=True), hydra_node
+    OmegaConf.register_new_resolver("fast_style.styles", styles, replace=True)
+    try:
+        return OmegaConf.to_container(cfg, resolve=True), hydra_node
+    finally:
+        register_resolvers()  # this process's own runs name their styles from its command line
 
 
 def _absolute(path: str, job_dir: Path, hydra_node: DictConfig) -> Path:

@@ -47,14 +47,13 @@ def command_line_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def _entry(node: DictConfig) -> StyleEntry:
-    image = resolve_style_image(node.name, node.image, node.file, node.url, node.sha256)
-    return StyleEntry(str(node.name), image, node.size)
-
-
-def style_entries(cfg: DictConfig, overrides: list[str] | None = None) -> list[StyleEntry]:
-    """The styles to train, in order: the selected options, then ``extra_styles``."""
-    options = selected_options(command_line_overrides() if overrides is None else overrides)
+def style_nodes(cfg: DictConfig, overrides: list[str] | None = None) -> list[DictConfig]:
+    """The style configs to train, in order (no file is read but configs/style/*.yaml): the
+    selected options, then ``extra_styles``. Each style's painting size is its own config's
+    ``size``; a ``style.size`` set elsewhere (``style.size=N`` on the command line, debug=tiny,
+    an experiment) sets it for every style."""
+    overrides = command_line_overrides() if overrides is None else overrides
+    options = selected_options(overrides)
     nodes = []
     for name in (options or [])[:-1]:
         path = STYLE_CONFIGS / f"{name}.yaml"
@@ -62,19 +61,42 @@ def style_entries(cfg: DictConfig, overrides: list[str] | None = None) -> list[S
             raise FastStyleError(f"style {name}: {path} not found")
         nodes.append(OmegaConf.load(path))
     nodes.append(cfg.style)
-    entries = [_entry(node) for node in nodes]
     for name, image in (cfg.get("extra_styles") or {}).items():
-        entries.append(StyleEntry(str(name), resolve_style_image(str(name), str(image)),
-                                  cfg.style.size))
-    names = [e.name for e in entries]
+        nodes.append(OmegaConf.create({"name": str(name), "image": str(image), "file": None,
+                                       "url": None, "sha256": None, "size": cfg.style.size}))
+    # A size set anywhere but the last style's own file (the command line, debug=tiny, an
+    # experiment) is meant for the run: every style gets it.
+    last_file = STYLE_CONFIGS / f"{options[-1]}.yaml" if options else None
+    own_size = OmegaConf.load(last_file).get("size") if last_file and last_file.is_file() else None
+    if options and cfg.style.size != own_size:
+        for node in nodes:
+            node.size = cfg.style.size
+    names = [str(n.name) for n in nodes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise FastStyleError(f"style {duplicates[0]} is listed twice; every style needs its own "
                              "name (style.name=, extra_styles.<name>=)")
-    return entries
+    return nodes
 
 
-def styles_label(last_name: str, extra_styles=None) -> str:
-    """The run's name for its styles: ``a+b+c`` for several (resolver ``fast_style.styles``)."""
-    options = selected_options(command_line_overrides()) or [last_name]
+def style_entries(cfg: DictConfig, overrides: list[str] | None = None) -> list[StyleEntry]:
+    """The styles to train, in order, with their paintings found (or downloaded)."""
+    return [StyleEntry(str(n.name), resolve_style_image(n.name, n.image, n.file, n.url, n.sha256),
+                       n.size) for n in style_nodes(cfg, overrides)]
+
+
+def recorded_style_settings(nodes: list[DictConfig]) -> dict:
+    """``style_name`` and ``style_size`` as the training system records them: plain values for
+    one style (today's checkpoints), lists in style order for several."""
+    names, sizes = [str(n.name) for n in nodes], [n.size for n in nodes]
+    if len(nodes) == 1:
+        return {"style_name": names[0], "style_size": sizes[0]}
+    return {"style_name": names, "style_size": sizes}
+
+
+def styles_label(last_name: str, extra_styles=None, overrides: list[str] | None = None) -> str:
+    """The run's name for its styles: ``a+b+c`` for several (resolver ``fast_style.styles``).
+    ``overrides``: a finished run's command line (default: this run's)."""
+    options = selected_options(command_line_overrides() if overrides is None else overrides)
+    options = options or [last_name]
     return "+".join([*options[:-1], str(last_name), *map(str, extra_styles or {})])
