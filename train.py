@@ -30,7 +30,7 @@ from fast_style.feedback import EarlyFeedback, StepProgressBar, model_line, quie
 from fast_style.hardware import training_precision
 from fast_style.module import VAL_METRICS, StyleTransferSystem
 from fast_style.multistyle.finetune import copy_trained_network, finetune_base
-from fast_style.multistyle.selection import style_entries
+from fast_style.multistyle.selection import recorded_style_settings, style_entries, style_nodes
 from fast_style.resume import check_resume
 from fast_style.runs import read_resume_checkpoint, resumed_tensorboard_run, sweep_job
 from fast_style.safe_io import remove_stale_temps, run_lock
@@ -62,13 +62,15 @@ def _train_locked(cfg: DictConfig, ckpt_dir: Path) -> float | None:
     # Read and checked here (weights only, local file, fields of the right types), not left to
     # Lightning, which would unpickle anything from a URL.
     ckpt_path, resume_state = read_resume_checkpoint(cfg.ckpt_path, ckpt_dir)
-    check_resume(cfg, resume_state, ckpt_path)  # trained with other settings: refused, named
+    # One style, or several ('style=[a,b,c]', extra_styles): multistyle/selection.py.
+    style_settings = recorded_style_settings(style_nodes(cfg))
+    # trained with other settings: refused, naming them
+    check_resume(cfg, resume_state, ckpt_path, style_settings)
     # auto: bf16-mixed where the hardware computes bf16, 32-true where bf16 would be emulated
     # (slower than fp32: benchmarks/README.md). Resolved here so config.yaml records the choice.
     cfg.trainer.precision = training_precision(cfg.trainer.precision, cfg.trainer.accelerator)
 
-    # One style, or several ('style=[a,b,c]', extra_styles): multistyle/selection.py.
-    styles = style_entries(cfg)
+    styles = style_entries(cfg)  # the paintings found or downloaded
     datamodule = PhotoDataModule(**cfg.data, seed=cfg.seed)
     datamodule.setup()  # find (or download) the photos, or fail now, before the VGG and style
     log.info("photos: %d for training, %d held out, from %s", len(datamodule.train_paths),
@@ -77,15 +79,16 @@ def _train_locked(cfg: DictConfig, ckpt_dir: Path) -> float | None:
     # finetune=PATH adds the styles to a trained network, training only their scales and shifts;
     # its settings then win over model.* (the shared weights fix the layout).
     base, frozen, model = finetune_base(cfg.finetune, [s.name for s in styles], dict(cfg.model))
-    one = len(styles) == 1
+    images = [str(s.image) for s in styles]
     system = StyleTransferSystem(
-        style_image=str(styles[0].image) if one else [str(s.image) for s in styles],
-        style_name=styles[0].name if one else [s.name for s in styles],
-        style_size=cfg.style.size,
+        style_image=images[0] if len(images) == 1 else images,
+        **style_settings,  # style_name, style_size: one value, or one per style
         frozen_styles=frozen,
         **model,
         **OmegaConf.to_container(cfg.loss, resolve=True),
         lr=cfg.lr,
+        lr_warmup_steps=cfg.lr_warmup_steps,
+        lr_decay=cfg.lr_decay,
     )
     if base is not None:
         copy_trained_network(base, system.transformer)
@@ -95,7 +98,7 @@ def _train_locked(cfg: DictConfig, ckpt_dir: Path) -> float | None:
     sample_grid = SampleGrid(every_n_steps=cfg.sample_every_n_steps)
     callbacks = [
         Checkpoint(dirpath=ckpt_dir, filename="{step}", every_n_train_steps=cfg.checkpoint_every_n_steps,
-                   save_top_k=0, save_last=True, enable_version_counter=False, save_on_exception=True),
+                   save_top_k=-1 if cfg.keep_checkpoints else 0, save_last=True, enable_version_counter=False, save_on_exception=True),
         InferenceFileWriter(ckpt_dir),
         ConfigWriter(ckpt_dir, OmegaConf.to_yaml(cfg, resolve=True)),
         sample_grid,

@@ -84,6 +84,24 @@ def test_torchscript_has_dynamic_size_and_parity(tiny_ckpt, tmp_path):
         load_model(result.path)
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_residual_output_exports_with_parity(tmp_path, fmt):
+    torch.manual_seed(1)
+    net = TransformerNet(width=8, num_residual_blocks=1, output_activation="residual")
+    torch.nn.init.normal_(net.decoder[-1].weight, std=0.05)  # starts at zero: give it weights
+    path = tmp_path / "residual.pth"
+    torch.save({"format": INFERENCE_FORMAT, "style_name": "tiny", "global_step": 3,
+                "transformer_hparams": {"width": 8, "num_residual_blocks": 1,
+                                        "output_activation": "residual"},
+                "state_dict": net.state_dict()}, path)
+    result = export(path, fmt, tmp_path / f"residual.{'onnx' if fmt == 'onnx' else 'pt'}",
+                    check_size=(45, 70))
+    assert result.ok, result.max_abs_error
+    image = torch.rand(1, 3, 29, 71)
+    with torch.inference_mode():
+        assert (run_exported(result.path, fmt, image) - net.eval()(image)).abs().max() < 1e-3
+
+
 def test_parity_failure_is_reported(tiny_ckpt, tmp_path, monkeypatch):
     """The parity check is real: a wrong export is caught."""
     import fast_style.export as ex

@@ -38,6 +38,18 @@ def test_stability_loss_is_off_by_default_and_only_in_training(style_path):
     assert "loss_stability" not in system.eval().compute_losses(photos)
 
 
+def test_stability_noise_follows_the_step_not_the_global_random_state(style_path):
+    # A resumed run must draw the noise the uninterrupted run drew at that step.
+    system, photos = system_for(style_path, 1.0), smooth_photos()
+    with torch.no_grad():
+        stylised = system.transformer(photos)
+        torch.manual_seed(5)
+        first = system.stability_loss(photos, stylised)
+        torch.manual_seed(6)
+        assert system.stability_loss(photos, stylised) == first
+    assert first > 0
+
+
 @pytest.mark.slow
 def test_stability_loss_steadies_the_output_when_overfitting(style_path):
     photos = smooth_photos()

@@ -53,3 +53,13 @@ def test_compiled_training_follows_eager_in_bf16(style_path):
 
     eager, compiled = losses(False), losses(True)
     assert compiled == pytest.approx(eager, rel=0.02), (eager, compiled)
+
+
+def test_learning_rate_warms_up_then_stays_or_follows_a_cosine():
+    from fast_style.module import lr_factor
+
+    assert [lr_factor(s, 4, "none", 100) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert lr_factor(0, 0, "none", 100) == 1.0 and lr_factor(99, 0, "none", 100) == 1.0
+    cosine = [lr_factor(s, 0, "cosine", 100) for s in (0, 50, 100, 150)]
+    assert cosine == [1.0, pytest.approx(0.5), pytest.approx(0.0), pytest.approx(0.0)]
+    assert lr_factor(10, 10, "cosine", 110) == 1.0  # the cosine starts after the warm-up

@@ -35,6 +35,19 @@ def test_output_activations_bound_the_range():
     assert raw(x).max() > 1  # "none" really is unbounded
 
 
+def test_residual_output_starts_as_the_photo_and_learns_from_there():
+    # The untrained network returns the photo (to 8 bits); output_activation=residual is the
+    # "start from the photo" initialisation of benchmarks/time_to_quality.md.
+    photo = torch.rand(2, 3, 37, 50)
+    net = TransformerNet(width=8, num_residual_blocks=1, output_activation="residual")
+    y = net(photo)
+    assert (y - photo).abs().max() <= 1 / 512 + 1e-6  # under half an 8-bit level
+    with torch.no_grad():
+        net.decoder[-1].bias.fill_(1.0)  # what the network adds moves the photo, smoothly
+    y = net(photo)
+    assert 0 <= y.min() and y.max() <= 1 and (y > photo.clamp(1 / 512, 1 - 1 / 512)).all()
+
+
 def test_default_architecture_matches_johnson():
     net = TransformerNet()
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]

@@ -87,6 +87,7 @@ def check_training_config(cfg) -> None:
     """
     from omegaconf import open_dict
 
+    from fast_style.module import LR_DECAYS
     from fast_style.transformer_net import MIN_SIDE, check_network_settings
 
     data, trainer, loss = cfg.data, cfg.trainer, cfg.loss
@@ -113,6 +114,12 @@ def check_training_config(cfg) -> None:
         cfg.lr = number("lr", cfg.lr, 0, 10)
         if cfg.lr == 0:
             raise _refuse("lr", cfg.lr, "a learning rate above 0")
+        cfg.lr_warmup_steps = whole("lr_warmup_steps", cfg.lr_warmup_steps, 0)
+        cfg.lr_decay = choice("lr_decay", cfg.lr_decay, LR_DECAYS)
+        if cfg.lr_decay == "cosine" and trainer.max_steps < 1:
+            raise _refuse("lr_decay", cfg.lr_decay, "cosine needs trainer.max_steps of 1 or "
+                          "more (the decay ends there); or use lr_decay=none")
+        cfg.keep_checkpoints = flag("keep_checkpoints", cfg.keep_checkpoints)
         for key in ("content_weight", "style_weight", "tv_weight"):
             loss[key] = number(f"loss.{key}", loss[key], 0)
         if cfg.style.get("size") is not None:

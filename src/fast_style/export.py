@@ -66,9 +66,9 @@ class _Exportable(nn.Module):
         self.min_side, self.multiple = MIN_SIDE, SIZE_MULTIPLE
 
     def run(self, x: torch.Tensor, h: int, w: int, pad_h: int, pad_w: int) -> torch.Tensor:
-        x = pad_for_export(x, pad_h, pad_w, self.multiple)  # as transformer_net.pad_to_multiple
-        return activate(self.decoder(self.residuals(self.encoder(x)))[..., :h, :w],
-                        self.output_activation)
+        padded = pad_for_export(x, pad_h, pad_w, self.multiple)  # as pad_to_multiple
+        return activate(self.decoder(self.residuals(self.encoder(padded)))[..., :h, :w],
+                        self.output_activation, x)
 
 
 class OnnxNet(_Exportable):

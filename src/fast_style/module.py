@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import lightning as L
 import torch
@@ -46,7 +48,7 @@ class StyleTransferSystem(L.LightningModule):
         self,
         style_image: str | Sequence[str],
         style_name: str | Sequence[str] = "style",
-        style_size: int | None = 256,
+        style_size: int | None | Sequence[int | None] = 256,
         frozen_styles: Sequence[str] | None = None,
         # transform network
         width: int = 32,
@@ -65,6 +67,8 @@ class StyleTransferSystem(L.LightningModule):
         stability_noise: float = 0.03,
         # optimisation
         lr: float = 1e-3,
+        lr_warmup_steps: int = 0,
+        lr_decay: str = "none",
         channels_last: bool = True,
         compile: bool = False,
     ):
@@ -94,9 +98,14 @@ class StyleTransferSystem(L.LightningModule):
         self.deepest_layer = max([content_layer, *style_layers], key=LAYERS.__getitem__)
         # Style Grams are fixed targets: computed once here and carried in the checkpoint,
         # (number of trained styles, C, C) per layer.
+        # style_size: the painting's long edge, one for all styles or one per style.
+        sizes = (list(style_size) if isinstance(style_size, Sequence)
+                 else [style_size] * len(style_images))
+        if len(sizes) != len(style_images):
+            raise ValueError(f"{len(sizes)} style sizes for {len(style_images)} style images")
         grams: dict[str, list[torch.Tensor]] = {layer: [] for layer in style_layers}
-        for path in style_images:
-            style = to_tensor(resize_long_edge(load_image(path), style_size)).unsqueeze(0)
+        for path, size in zip(style_images, sizes):
+            style = to_tensor(resize_long_edge(load_image(path), size)).unsqueeze(0)
             with torch.no_grad():
                 features = self.vgg(style, until=self.deepest_layer)
             for layer in style_layers:
@@ -174,31 +183,50 @@ class StyleTransferSystem(L.LightningModule):
                           + hp.style_weight * losses["loss_style"]
                           + hp.tv_weight * losses["loss_tv"])
         if hp.stability_weight and self.training:
-            losses["loss_stability"] = self.stability_loss(photos, stylised)
+            losses["loss_stability"] = self.stability_loss(photos, stylised, weights)
             losses["loss"] = losses["loss"] + hp.stability_weight * losses["loss_stability"]
         return losses
 
-    def stability_loss(self, photos: torch.Tensor, stylised: torch.Tensor) -> torch.Tensor:
+    def stability_loss(self, photos: torch.Tensor, stylised: torch.Tensor,
+                       style_weights: torch.Tensor | None = None) -> torch.Tensor:
         """Noise stability for video (Gupta et al. 2017, Huang et al. 2017): the same photos
         with a little Gaussian noise (sensor noise, compression) must stylise the same. MSE
         between the two outputs on 0-255 pixels, the scale the VGG losses see."""
-        noisy = (photos + self.hparams.stability_noise * torch.randn_like(photos)).clamp(0, 1)
-        return torch.nn.functional.mse_loss(self.transformer(noisy).float() * 255,
+        # Noise drawn from the step number (and rank), not the global RNG: a resumed run draws
+        # the same noise at the same step, as an uninterrupted one does.
+        generator = torch.Generator(photos.device).manual_seed(
+            self.global_step * 1009 + self.global_rank)
+        noise = torch.randn(photos.shape, generator=generator, device=photos.device,
+                            dtype=photos.dtype)
+        noisy = (photos + self.hparams.stability_noise * noise).clamp(0, 1)
+        return torch.nn.functional.mse_loss(self.transformer(noisy, style_weights).float() * 255,
                                             stylised.float() * 255)
 
     def training_step(self, photos: torch.Tensor, batch_idx: int) -> torch.Tensor:
         ids = self.batch_style_ids(batch_idx, photos.shape[0]) if self.multi_style else None
         losses = self.compute_losses(photos, ids)
         if ids is not None:
-            per_image = losses.pop("style_per_image")
-            # This rank's photos of each style (not synced: under DDP with fewer photos than
-            # styles per batch, ranks hold different styles, and every rank must log the same keys).
-            self.log_dict({f"train/loss_style/{self.trained_styles[i]}": per_image[ids == i].mean()
-                           for i in ids.unique().tolist()})
+            self.log_styles_of_batch(ids, losses.pop("style_per_image"))
         # sync_dist: under DDP the logged value is the mean over all ranks' batches, not rank 0's.
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, sync_dist=True)
         self.log("loss", losses["loss"].detach(), prog_bar=True, logger=False)
         return losses["loss"]
+
+    def log_styles_of_batch(self, ids: torch.Tensor, per_image: torch.Tensor) -> None:
+        """train/loss_style/<name> for the styles this batch trained, straight to the logger.
+
+        Not through self.log: with more styles than photos per batch, a style missing from a
+        batch would be logged again with its last value (Lightning keeps every key of the epoch),
+        a flat stale curve. This rank's photos only: under DDP the ranks hold different styles.
+        """
+        trainer = self.trainer
+        last = 0 < trainer.max_steps <= self.global_step + 1  # Lightning logs the last step too
+        if (self.logger is None or not trainer.is_global_zero
+                or ((self.global_step + 1) % trainer.log_every_n_steps and not last)):
+            return
+        self.logger.log_metrics({f"train/loss_style/{self.trained_styles[i]}":
+                                 float(per_image[ids == i].mean())
+                                 for i in ids.unique().tolist()}, step=self.global_step)
 
     def validation_losses(self, photos: torch.Tensor, style_ids: torch.Tensor | None = None
                           ) -> dict[str, torch.Tensor]:
@@ -242,7 +270,27 @@ class StyleTransferSystem(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"].update({f"vgg.{k}": v for k, v in self.vgg.state_dict().items()})
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self):
         # fused: one kernel for all parameters instead of a dozen elementwise passes per tensor.
-        return torch.optim.Adam(trainable_parameters(self.transformer), lr=self.hparams.lr,
-                                fused=True)
+        optimizer = torch.optim.Adam(trainable_parameters(self.transformer), lr=self.hparams.lr,
+                                     fused=True)
+        if not self.hparams.lr_warmup_steps and self.hparams.lr_decay == "none":
+            return optimizer
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
+            lr_factor, warmup=self.hparams.lr_warmup_steps, decay=self.hparams.lr_decay,
+            total=self.trainer.max_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+LR_DECAYS = ("none", "cosine")
+
+
+def lr_factor(step: int, warmup: int, decay: str, total: int) -> float:
+    """The learning rate at ``step`` as a fraction of ``lr``: a linear warm-up over ``warmup``
+    steps, then constant ("none") or a cosine down to 0 at step ``total`` ("cosine")."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if decay == "cosine" and total > warmup:
+        done = min(1.0, (step - warmup) / (total - warmup))
+        return 0.5 * (1 + math.cos(math.pi * done))
+    return 1.0

@@ -18,7 +18,10 @@ from fast_style.errors import FastStyleError
 
 NORMS = ("instance", "batch")
 UPSAMPLES = ("nearest", "transposed")
-OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "none")
+OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "none", "residual")
+# "residual": the photo plus what the network adds, in logit space. Photo pixels are clamped to
+# [eps, 1 - eps] first: logit(0) is -inf. 1/512 keeps 8-bit photos exact when saved.
+RESIDUAL_EPS = 1 / 512
 
 # Two stride-2 convolutions: sizes must be a multiple of 4 to come back exactly.
 SIZE_MULTIPLE = 4
@@ -258,6 +261,11 @@ class TransformerNet(nn.Module):
             ReflectionPad2d(4),
             nn.Conv2d(w1, 3, 9),
         )
+        if output_activation == "residual":
+            # The untrained network returns the photo: training starts from a legible picture
+            # and only has to learn what the style adds (benchmarks/time_to_quality.md).
+            nn.init.zeros_(self.decoder[-1].weight)
+            nn.init.zeros_(self.decoder[-1].bias)
 
     def set_style_weights(self, style_weights: torch.Tensor | None) -> None:
         """Condition every following forward on ``style_weights`` (B or 1, num_styles)."""
@@ -274,22 +282,28 @@ class TransformerNet(nn.Module):
         try:
             h, w = x.shape[-2:]
             y = self.decoder(self.residuals(self.encoder(pad_to_multiple(x))))
-            return self.activate(y[..., :h, :w])
+            return self.activate(y[..., :h, :w], x)
         finally:
             if style_weights is not None:
                 self.set_style_weights(None)
 
     # Tiled inference (stylize.py) runs encoder, residuals and decoder separately and then this.
-    def activate(self, y: torch.Tensor) -> torch.Tensor:
-        return activate(y, self.output_activation)
+    def activate(self, y: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+        return activate(y, self.output_activation, photo)
 
 
-def activate(y: torch.Tensor, kind: str) -> torch.Tensor:
-    """The output activation (plain function: exported graphs and TorchScript call it too)."""
+def activate(y: torch.Tensor, kind: str, photo: torch.Tensor) -> torch.Tensor:
+    """The output activation: the last convolution's output ``y`` to [0, 1] pixels (``photo``,
+    the input of the same size, for "residual"). A plain function: exported graphs and
+    TorchScript call it too."""
     if kind == "sigmoid":
         return torch.sigmoid(y)
     if kind == "tanh":
         return (torch.tanh(y) + 1) / 2
+    if kind == "residual":
+        # fp32 whatever the network's precision: the photo comes back exactly where y is 0.
+        out = torch.sigmoid(torch.logit(photo.float(), 1 / 512) + y.float())  # RESIDUAL_EPS
+        return out.to(y.dtype)
     return y
 
 

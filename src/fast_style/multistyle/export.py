@@ -96,10 +96,10 @@ class _StyledExportable(nn.Module):
 
     def run(self, x: torch.Tensor, style_weights: torch.Tensor, h: int, w: int, pad_h: int,
             pad_w: int) -> torch.Tensor:
-        x = pad_for_export(x, pad_h, pad_w, self.multiple)  # as transformer_net.pad_to_multiple
-        y = self.encoder(x, style_weights)
+        padded = pad_for_export(x, pad_h, pad_w, self.multiple)  # as pad_to_multiple
+        y = self.encoder(padded, style_weights)
         y = self.decoder(self.residuals(y, style_weights), style_weights)[..., :h, :w]
-        return activate(y, self.output_activation)
+        return activate(y, self.output_activation, x)
 
 
 class OnnxStyledNet(_StyledExportable):
