@@ -77,12 +77,12 @@ def probe(path):
     return info, audio
 
 
-def run(model, source, target, **video):
+def run(model, source, target, max_size=None, **video):
     stabilize = StabilizeOptions.parse(video.pop("stabilize", True))
     jobs = plan_jobs(str(source), str(target))
     said = []
     summary = run_jobs(model, jobs, StyleOptions(), progress=False, say=said.append,
-                       video=VideoOptions(stabilize, **video))
+                       video=VideoOptions(stabilize, **video), max_size=max_size)
     return summary, said
 
 
@@ -122,6 +122,16 @@ def test_frame_by_frame_equals_the_photo_path_frame_for_frame(tmp_path):
     assert len(written) == len(decoded) == 5
     for image, output in zip(decoded, written):
         assert torch.equal(output, stylize_photo(model, image))
+
+
+def test_max_size_scales_video_frames_down_as_it_does_photos(tmp_path):
+    source = write_clip(tmp_path / "clip.mp4", clip_frames(count=4, w=96, h=64), audio=False)
+    summary, said = run(fp32_model(), source, tmp_path / "small.mp4", max_size=40)
+    assert not summary.failed, said
+    frames = list(read_frames(tmp_path / "small.mp4"))
+    assert len(frames) == 4 and frames[0].shape == (3, 26, 40)  # 96x64 -> 40x26.7 -> even 26
+    summary, said = run(fp32_model(), source, tmp_path / "same.mp4", max_size=500)  # never up
+    assert [f.shape for f in read_frames(tmp_path / "same.mp4")] == [(3, 64, 96)] * 4
 
 
 def test_animated_gif_in_and_out_keeps_every_frame_and_its_timing(tmp_path):

@@ -216,7 +216,7 @@ def run_jobs(model: Model, jobs: list[Job], options: StyleOptions, max_size: int
         try:
             if is_video(job.source):
                 for note in stylize_video(model, job.source, job.target, options, video,
-                                          progress=progress):
+                                          progress=progress, max_size=max_size):
                     say(f"note: {job.target}: {note}")
                 summary.written.append(job.target)
                 continue

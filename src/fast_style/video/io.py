@@ -158,8 +158,11 @@ class VideoReader:
 class VideoWriter:
     """Writes stylised frames (re-timed as the input's) and the input's audio into ``path``."""
 
-    def __init__(self, path: Path, reader: VideoReader, encoding: Encoding):
+    def __init__(self, path: Path, reader: VideoReader, encoding: Encoding,
+                 size: tuple[int, int] | None = None):
+        """``size``: (width, height) of the frames to be written (default: the input's)."""
         self.path, self.reader, self.notes = path, reader, []
+        width, height = size or (reader.width, reader.height)
         self.container = av.open(str(path), "w", format=_muxer(path))
         suffix = path.suffix.lower()
         self.gif = encoding.codec == "gif"
@@ -170,7 +173,7 @@ class VideoWriter:
             self.container.close()
             raise FastStyleError(f"{path.suffix} cannot hold {encoding.codec} video ({e}): "
                                  "choose another video.codec or output suffix") from None
-        stream.width, stream.height = reader.width, reader.height
+        stream.width, stream.height = width, height
         # Frames keep the input's timestamps, in the input's time base. (The muxer may give the
         # stream another one, e.g. GIF's 1/100 s; packets are converted to it when written.)
         self.time_base = reader.video.time_base or 1 / reader.rate
@@ -180,10 +183,10 @@ class VideoWriter:
         elif encoding.codec in ("libx264", "libx265", "libvpx-vp9"):
             # 4:2:0 halves the colour planes: it needs an even size. Odd sizes keep full colour
             # (4:4:4) rather than losing a row or column of the picture.
-            even = reader.width % 2 == 0 and reader.height % 2 == 0
+            even = width % 2 == 0 and height % 2 == 0
             stream.pix_fmt = "yuv420p" if even else "yuv444p"
             if not even:
-                self.notes.append(f"{reader.width}x{reader.height} is odd-sized: written as "
+                self.notes.append(f"{width}x{height} is odd-sized: written as "
                                   "yuv444p, which some players cannot show")
         else:  # another encoder: RGB where it takes it (png, libx264rgb: lossless), else its own
             formats = [f.name for f in stream.codec_context.codec.video_formats or []]

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torchvision.transforms.v2.functional as TF
 from tqdm import tqdm
 
 from fast_style.errors import FastStyleError
@@ -30,26 +31,41 @@ class VideoOptions:
     preset: str | None = None
 
 
+def scaled_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
+    """(width, height) scaled down (never up) so the long side is at most ``max_size``, with
+    even sides (4:2:0 video needs them; an odd-sized input stays as it is when not scaled)."""
+    if not max_size or max(width, height) <= max_size:
+        return width, height
+    scale = max_size / max(width, height)
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
+
+
 def stylize_video(model: Model, source: Path, target: Path, options: StyleOptions,
-                  video: VideoOptions | None = None, progress: bool = True) -> list[str]:
+                  video: VideoOptions | None = None, progress: bool = True,
+                  max_size: int | None = None) -> list[str]:
     """Stylise every frame of ``source`` into ``target``; returns notes for a person (audio
-    re-encoded or dropped, odd sizes, ...)."""
+    re-encoded or dropped, odd sizes, ...). ``max_size``: as for photos, frames are scaled down
+    first so that the long side is at most that many px."""
     video = video or VideoOptions()
     encoding = Encoding.for_path(target, video.codec, video.crf, video.preset)
     reader = VideoReader(source)
+    size = scaled_size(reader.width, reader.height, max_size)
+    resize = size != (reader.width, reader.height)
     stabilizer = Stabilizer(model, options, video.stabilize)
     bar = tqdm(total=reader.frame_count(), unit="frame", desc=source.name, leave=False,
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
     frames = 0
     try:
         with atomic_video(target) as tmp:
-            writer = VideoWriter(tmp, reader, encoding)
+            writer = VideoWriter(tmp, reader, encoding, size)
             try:
                 for packet in reader.packets():
                     if packet.stream.type != "video":
                         writer.write_audio(packet)
                         continue
                     for frame, pts in reader.decode(packet):
+                        if resize:
+                            frame = TF.resize(frame, [size[1], size[0]], antialias=True)
                         writer.write_frame(stabilizer(frame), pts)
                         frames += 1
                         bar.update()

@@ -34,6 +34,7 @@ from fast_style.stylize import (
     finish,
     stylize_photo,
     stylize_tiled,
+    with_margin,
 )
 from fast_style.transformer_net import InstanceNorm2d
 
@@ -218,13 +219,16 @@ class Stabilizer:
     def _stylise(self, image: torch.Tensor) -> torch.Tensor:
         """The network's float output for one frame: whole, or tiled as stylize_photo would."""
         h, w = image.shape[-2:]
-        tile = self.options.tile_for(h, w) if self.model.can_tile else 0
+        image, margin = with_margin(image, self.options.margin)  # as stylize_photo
+        tile = self.options.tile_for(*image.shape[-2:]) if self.model.can_tile else 0
         if self.stats:
             self.stats.tiled = bool(tile)
         try:
             if tile:
-                return stylize_tiled(self.model, image, tile, _round4(self.options.tile_overlap))
-            return self.model(TF.to_dtype(image, torch.float32, scale=True).unsqueeze(0))[0]
+                out = stylize_tiled(self.model, image, tile, _round4(self.options.tile_overlap))
+            else:
+                out = self.model(TF.to_dtype(image, torch.float32, scale=True).unsqueeze(0))[0]
+            return out[:, margin:margin + h, margin:margin + w]
         finally:
             if self.stats:
                 self.stats.end_frame()
