@@ -44,7 +44,8 @@ def infer(cfg: DictConfig) -> int:
     options = StyleOptions(tile=_tile(cfg.tile), tile_overlap=whole("tile_overlap", cfg.tile_overlap, 0),
                            auto_tile_pixels=whole("auto_tile_pixels", cfg.auto_tile_pixels, 1),
                            preserve_color=flag("preserve_color", cfg.preserve_color),
-                           strength=number("strength", cfg.strength, 0, 1))
+                           strength=number("strength", cfg.strength, 0, 1),
+                           margin=whole("margin", cfg.margin, low=0))
     options.validate()
     max_size = whole("max_size", cfg.max_size, low=1, optional=True)
     max_pixels = whole("max_pixels", cfg.max_pixels, low=0)

@@ -52,3 +52,34 @@ def test_padding_to_a_multiple_of_4_reflects_instead_of_repeating():
     assert torch.equal(padded[..., :18, 21:24], x[..., :, [19, 18, 17]])
     small = pad_to_multiple(torch.rand(1, 3, 5, 130))  # too small to reflect: repeated to 16
     assert small.shape[-2:] == (16, 132)
+
+
+class DarkensItsOwnBorder:
+    """A stand-in network with the trained networks' fault, exaggerated: it darkens a band
+    12 px wide along the border of whatever it is given."""
+
+    can_tile = False
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        for band in (out[..., :12, :], out[..., -12:, :], out[..., :, :12], out[..., :, -12:]):
+            band.mul_(0.5)
+        return out
+
+
+def test_the_margin_moves_the_networks_border_response_off_the_photo():
+    from fast_style.stylize import DEFAULT_MARGIN, StyleOptions, stylize_photo
+
+    photos = [(image * 255).round().to(torch.uint8) for image in photos_with(lambda im: None)]
+
+    def worst_edge(margin):
+        outputs = [stylize_photo(DarkensItsOwnBorder(), p, StyleOptions(margin=margin)).float()
+                   / 255 for p in photos]
+        assert all(o.shape == p.shape for o, p in zip(outputs, photos))
+        return max(abs(side["edge_strip"]) for side in border_report(outputs).values())
+
+    assert worst_edge(0) > 0.1  # the band shows on the photo
+    assert DEFAULT_MARGIN >= 16 and worst_edge(DEFAULT_MARGIN) < 0.01  # reflected away: gone
+    # A photo smaller than the margin gets what fits (reflection needs a longer side).
+    small = photos[0][:, :9, :30]
+    assert stylize_photo(DarkensItsOwnBorder(), small, StyleOptions()).shape == small.shape

@@ -35,10 +35,12 @@ from fast_style.transformer_net import InstanceNorm2d, TransformerNet
 CPU = torch.device("cpu")
 
 
-def tiny_net(seed: int = 0) -> TransformerNet:
+def tiny_net(seed: int = 0, output_activation: str = "sigmoid") -> TransformerNet:
     """A small network with non-trivial norm parameters, so statistics matter to the output."""
     torch.manual_seed(seed)
-    net = TransformerNet(width=8, num_residual_blocks=2)
+    net = TransformerNet(width=8, num_residual_blocks=2, output_activation=output_activation)
+    if output_activation == "residual":  # its last conv starts at zero: give it weights
+        torch.nn.init.normal_(net.decoder[-1].weight, std=0.05)
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, InstanceNorm2d):
@@ -57,8 +59,8 @@ def tiny_ckpt(tmp_path_factory):
     return path
 
 
-def fp32_model(seed: int = 0) -> TorchModel:
-    return TorchModel(tiny_net(seed), {"style_name": "tiny"}, CPU, "fp32")
+def fp32_model(seed: int = 0, output_activation: str = "sigmoid") -> TorchModel:
+    return TorchModel(tiny_net(seed, output_activation), {"style_name": "tiny"}, CPU, "fp32")
 
 
 def photo_tensor(w: int, h: int, seed: int = 0) -> torch.Tensor:
@@ -134,8 +136,9 @@ def _naive_tiles(model, image, tile, overlap):
     return out
 
 
-def test_tiled_matches_untiled():
-    model = fp32_model()
+@pytest.mark.parametrize("output_activation", ["sigmoid", "residual"])
+def test_tiled_matches_untiled(output_activation):
+    model = fp32_model(output_activation=output_activation)
     image = photo_tensor(300, 212, seed=3)
     whole = model(TF.to_dtype(image, torch.float32, scale=True)[None])[0]
     tiled = stylize_tiled(model, image, tile=96, overlap=24)

@@ -530,7 +530,8 @@ def stylize_tiled(model: TorchModel, image: torch.Tensor, tile: int = DEFAULT_TI
         out = torch.zeros(3, h, w)
         feather = max(SIZE_MULTIPLE, overlap // 2)
         for ys, xs in grid:
-            y = net.activate(net.decoder(map_tiles(ys, xs)))[0].float().clamp_(0, 1).cpu()
+            y = net.decoder(map_tiles(ys, xs))
+            y = net.activate(y, image_tiles(ys, xs))[0].float().clamp_(0, 1).cpu()
             rows, cols = min(ys.end, h) - ys.start, min(xs.end, w) - xs.start
             weight = blend_weights(ys, hp, feather)[:rows, None] * blend_weights(xs, wp, feather)[None, :cols]
             out[:, ys.start:ys.start + rows, xs.start:xs.start + cols].add_(y[:, :rows, :cols] * weight)
@@ -572,6 +573,9 @@ def finish(original: torch.Tensor, stylised: torch.Tensor, preserve_color: bool 
     return result
 
 
+# infer.py's margin= (px): measured on held-out photos in benchmarks/borders.md.
+DEFAULT_MARGIN = 32
+
 @dataclass
 class StyleOptions:
     """How ``stylize_photo`` treats one image (infer.py's settings, minus files and model)."""
@@ -581,8 +585,14 @@ class StyleOptions:
     auto_tile_pixels: int = AUTO_TILE_PIXELS
     preserve_color: bool = False
     strength: float = 1.0
+    # px of the photo reflected around it before the network and cropped after: the network's
+    # response to its own border (a dark band and thin lines up to ~28 px in) falls outside the
+    # photo (benchmarks/borders.md).
+    margin: int = DEFAULT_MARGIN
 
     def validate(self) -> None:
+        if self.margin < 0 or self.margin % 4:
+            raise FastStyleError(f"margin={self.margin} must be 0 or a multiple of 4 px")
         if not 0 <= self.strength <= 1:
             raise FastStyleError(f"strength={self.strength} must lie in [0, 1] (0 returns the "
                                  "photo, 1 the full style)")
@@ -616,7 +626,8 @@ def stylize_photo(model: Model, image: torch.Tensor, options: StyleOptions | Non
     if options.strength == 0:  # the photo itself, bit for bit; no network needed
         return image.clone()
     h, w = image.shape[-2:]
-    tile = options.tile_for(h, w)
+    photo, image, margin = image, *with_margin(image, options.margin)
+    tile = options.tile_for(*image.shape[-2:])
     if tile and not model.can_tile:
         if options.tile:
             raise FastStyleError("tiling needs a PyTorch checkpoint (.pth or .ckpt): an ONNX "
@@ -629,4 +640,24 @@ def stylize_photo(model: Model, image: torch.Tensor, options: StyleOptions | Non
         stylised = model(TF.to_dtype(image, torch.float32, scale=True).unsqueeze(0))[0]
     else:
         stylised = stylize_tiled(model, image, tile, _round4(options.tile_overlap), progress)
-    return finish(image, stylised, options.preserve_color, options.strength)
+    return finish(photo, stylised[:, margin:margin + h, margin:margin + w],
+                  options.preserve_color, options.strength)
+
+
+def with_margin(image: torch.Tensor, margin: int) -> tuple[torch.Tensor, int]:
+    """``image`` with ``margin`` px reflected around it (less on a photo too small for that:
+    reflection needs a side longer than the margin), and the margin used."""
+    margin = min(margin, (min(image.shape[-2:]) - 1) // SIZE_MULTIPLE * SIZE_MULTIPLE)
+    return (reflect_margin(image, margin) if margin > 0 else image), max(margin, 0)
+
+
+def reflect_margin(image: torch.Tensor, margin: int) -> torch.Tensor:
+    """(C, H, W) of any dtype with ``margin`` px reflected on every side (edge pixel not
+    repeated, as reflection padding does); both sides must exceed ``margin``."""
+    h, w = image.shape[-2:]
+
+    def index(n: int) -> torch.Tensor:
+        return torch.cat([torch.arange(margin, 0, -1), torch.arange(n),
+                          torch.arange(n - 2, n - 2 - margin, -1)])
+
+    return image[:, index(h)][:, :, index(w)]
