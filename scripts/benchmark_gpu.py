@@ -48,10 +48,12 @@ from benchmark import (  # scripts/ is not a package: imported through sys.path
 JOHNSON_STEPS = 40_000
 FULL = {"train_batches": (4, 16), "image_size": 256, "train_steps": 50, "train_warmup": 10,
         "route_steps": 15, "route_warmup": 3, "data_batches": 60, "data_warmup": 10,
-        "infer_sizes": ((1024, 1024), (2160, 3840)), "infer_runs": 10, "psnr_size": 1024}
+        "infer_sizes": ((1024, 1024), (2160, 3840)), "infer_runs": 10, "psnr_size": 1024,
+        "video_size": (1080, 1920), "video_frames": 48}
 TINY = {"train_batches": (2,), "image_size": 32, "train_steps": 2, "train_warmup": 1,
         "route_steps": 1, "route_warmup": 1, "data_batches": 3, "data_warmup": 1,
-        "infer_sizes": ((48, 64),), "infer_runs": 1, "psnr_size": 48}
+        "infer_sizes": ((48, 64),), "infer_runs": 1, "psnr_size": 48,
+        "video_size": (36, 64), "video_frames": 4}
 TINY_OVERRIDES = ["model.width=8", "model.num_residual_blocks=1", "style.size=32",
                   "loss.vgg_weights=random"]
 
@@ -200,6 +202,67 @@ def psnr_section(net, device: str, size: int) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------------- video
+
+def video_section(net, device: str, size: tuple[int, int], frames: int) -> dict:
+    """fps of a 1080p clip: the frames through the default stabiliser (shared statistics and
+    temporal blend) and frame by frame, in memory; then, where PyAV is installed, the whole
+    file path of infer.py (decode, stylise, encode H.264) on a clip written here."""
+    from fast_style.stylize import StyleOptions, TorchModel
+    from fast_style.video.stabilize import StabilizeOptions, Stabilizer
+
+    height, width = size
+    base = photo(height + frames, width + 2 * frames)
+    clip = [base[:, i:i + height, 2 * i:2 * i + width].contiguous() for i in range(frames)]  # a pan
+    out = {"size": f"{width}x{height}", "frames": frames}
+    for precision in ("fp16", "bf16"):
+        model = TorchModel(clone(net), {"style_name": "benchmark"}, torch.device(device),
+                           precision)
+        for mode in ("default", "frame"):
+            stabilizer = Stabilizer(model, StyleOptions(), StabilizeOptions.parse(
+                "true" if mode == "default" else "frame"))
+            stabilizer(clip[0])  # warm-up
+            sync(device)
+            start = time.perf_counter()
+            for frame in clip:
+                stabilizer(frame)
+            sync(device)
+            stabilizer.close()
+            out[f"{precision} {mode} fps (frames in memory)"] = round(
+                frames / (time.perf_counter() - start), 1)
+    try:
+        import av
+    except ImportError:
+        out["file_path"] = "skipped: PyAV is not installed on this machine"
+        return out
+    import tempfile
+
+    import numpy as np
+
+    from fast_style.batch import plan_jobs, run_jobs
+    from fast_style.video import VideoOptions
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "clip.mp4"
+        with av.open(str(source), "w") as container:
+            stream = container.add_stream("libx264", rate=24)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            for frame in clip:
+                image = av.VideoFrame.from_ndarray(np.ascontiguousarray(
+                    frame.permute(1, 2, 0).numpy()), format="rgb24")
+                container.mux(stream.encode(image))
+            container.mux(stream.encode())
+        model = TorchModel(clone(net), {"style_name": "benchmark"}, torch.device(device), "fp16")
+        start = time.perf_counter()
+        summary = run_jobs(model, plan_jobs(str(source), str(Path(tmp) / "out.mp4")),
+                           StyleOptions(), progress=False, video=VideoOptions())
+        if summary.failed:
+            raise RuntimeError(f"video path failed: {summary.failed}")
+        out["fp16 default fps (mp4 file to mp4 file)"] = round(
+            frames / (time.perf_counter() - start), 1)
+    return out
+
+
 # ------------------------------------------------------------------------------------ main
 
 def main() -> None:
@@ -296,6 +359,8 @@ def main() -> None:
     record("infer", lambda: infer_section(trained["net"], args.device, size["infer_sizes"],
                                           size["infer_runs"]))
     record("correctness", lambda: psnr_section(trained["net"], args.device, size["psnr_size"]))
+    record("video", lambda: video_section(trained["net"], args.device, size["video_size"],
+                                          size["video_frames"]))
     record("train_compiled", train_compiled)
     failed = [n for n, s in report["sections"].items() if isinstance(s, dict) and "error" in s]
     print(f"wrote {out} in {report['wall_s']} s; failed sections: {failed or 'none'}")

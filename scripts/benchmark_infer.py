@@ -131,6 +131,17 @@ def variants(ckpt: str | None, image: torch.Tensor, compile_: bool) -> dict[str,
         onnx = OnnxModel(onnx_path, torch.device("cpu"))  # the session holds the model in memory
     out["onnxruntime fp32"] = lambda: onnx(x)[0]
     if compile_:
+        # fp32: Inductor fuses the pads, norms and ReLUs around oneDNN's convolutions (freezing
+        # folds the weights in); the route for CPUs without native bf16.
+        fp32_compiled = torch.compile(TorchModel(_net(ckpt)[0], info, torch.device("cpu"),
+                                                 "fp32").net, dynamic=False,
+                                      options={"freezing": True})
+
+        def fp32_compiled_run():
+            with torch.inference_mode():
+                xc = x.contiguous(memory_format=torch.channels_last)
+                return fp32_compiled(xc)[0].clamp(0, 1)
+        out["ours fp32 channels_last + torch.compile (freezing)"] = fp32_compiled_run
         compiled = torch.compile(bf16_cl.net, dynamic=False)
 
         def compiled_run():

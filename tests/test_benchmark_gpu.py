@@ -36,6 +36,9 @@ def test_gpu_benchmark_runs_every_section_in_tiny_mode(tmp_path):
     for row in sections["infer"].values():
         assert row["stylize_photo_ms"] > 0 and row["network_ms_aten-IN"] > 0
     assert sections["correctness"]["ok"]
+    video = sections["video"]
+    assert video["frames"] == 4 and video["fp16 default fps (frames in memory)"] > 0
+    assert video["fp16 default fps (mp4 file to mp4 file)"] > 0  # PyAV is installed here
 
 
 def test_gpu_script_refuses_cuda_without_a_gpu(tmp_path):
