@@ -319,6 +319,50 @@ def cmd_data(args, overrides) -> dict:
     return {"benchmark": "data", **result, "peak_rss_mb": round(peak_rss_mb(), 1), **machine()}
 
 
+def cmd_floor(args, overrides) -> dict:
+    """The arithmetic floor of one training step on this machine: the step's FLOPs (counted by
+    torch.utils.flop_counter on the real training step, default and reference recipes) divided
+    by the best rate this CPU reaches on the network's largest convolution, forward and
+    backward, in fp32 and bf16. No recipe with the same arithmetic can step faster."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fast_style.hardware import training_precision
+
+    cfg = compose_train_config(overrides)
+    precision = training_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    photos = torch.rand(args.batch_size, 3, args.image_size, args.image_size)
+    flops = {}
+    for name, reference in (("default", False), ("reference", True)):
+        system = build_system(cfg, reference)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            system.compute_losses(photos)["loss"].backward()
+        flops[name] = counter.get_total_flops()
+
+    def rate(dtype) -> float:
+        """FLOP/s of a 128->128 3x3 convolution at 1/4 of the crop, batch 4, fwd + bwd."""
+        side = args.image_size // 4
+        x = torch.rand(args.batch_size, 128, side + 2, side + 2, dtype=dtype,
+                       requires_grad=True).contiguous(memory_format=torch.channels_last)
+        conv = torch.nn.Conv2d(128, 128, 3).to(dtype).to(memory_format=torch.channels_last)
+        work = 3 * 2 * args.batch_size * 128 * 128 * 9 * side * side  # fwd, dgrad, wgrad
+        times = []
+        for _ in range(args.steps + 2):
+            start = time.perf_counter()
+            conv(x).sum().backward()
+            times.append(time.perf_counter() - start)
+        return work / statistics.median(times[2:])
+
+    rates = {"fp32": rate(torch.float32), "bf16": rate(torch.bfloat16)}
+    used = rates["bf16" if precision.startswith("bf16") else "fp32"]
+    return {"benchmark": "train-floor", "batch_size": args.batch_size,
+            "image_size": args.image_size, "precision": precision,
+            "gflop_per_step": {k: round(v / 1e9, 1) for k, v in flops.items()},
+            "conv_gflop_per_s": {k: round(v / 1e9, 1) for k, v in rates.items()},
+            "floor_s_per_step": {k: round(v / used, 3) for k, v in flops.items()},
+            **machine(), "overrides": overrides}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -347,6 +391,12 @@ def main() -> None:
     data.add_argument("--warmup", type=int, default=5)
     data.add_argument("--json", action="store_true", help="(the JSON line is always printed)")
     data.set_defaults(func=cmd_data)
+
+    floor = sub.add_parser("floor", help="FLOPs of a training step / this CPU's conv rate")
+    floor.add_argument("--batch-size", type=int, default=4)
+    floor.add_argument("--image-size", type=int, default=256)
+    floor.add_argument("--steps", type=int, default=5, help="timed convolution passes")
+    floor.set_defaults(func=cmd_floor)
 
     from benchmark_infer import add_infer_parser  # the infer subcommand lives beside this file
 

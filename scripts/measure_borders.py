@@ -31,6 +31,7 @@ def summary(report: dict) -> dict:
     """The worst side: largest |edge strip| and largest inset line, with where it lies."""
     worst_line = max(report.values(), key=lambda r: r["inset_line"])
     return {"max_abs_edge_strip": max(abs(r["edge_strip"]) for r in report.values()),
+            "max_abs_edge_band": max(abs(r["edge_band"]) for r in report.values()),
             "max_inset_line": worst_line["inset_line"],
             "inset_line_px": worst_line["inset_line_px"]}
 
@@ -51,10 +52,12 @@ def main() -> None:
         options = StyleOptions(tile=0, margin=margin)
         outputs = [stylize_photo(model, p, options).float() / 255 for p in photos]
         results[f"margin {margin}"] = border_report(outputs)
-    print(f"{'':14s} {'max |edge strip|':>17s} {'max inset line':>15s}  where")
+    print(f"{'':14s} {'max |edge strip|':>17s} {'max |edge band|':>16s} {'max inset line':>15s}"
+          "  where")
     for name, report in results.items():
         s = summary(report)
-        print(f"{name:14s} {s['max_abs_edge_strip']:17.3f} {s['max_inset_line']:15.3f}  "
+        print(f"{name:14s} {s['max_abs_edge_strip']:17.3f} {s['max_abs_edge_band']:16.3f} "
+              f"{s['max_inset_line']:15.3f}  "
               f"{s['inset_line_px']} px in")
     print(json.dumps({"benchmark": "borders", "ckpt": str(args.ckpt), "step": info.get(
         "global_step"), "photos": len(photos), "size": "native",

@@ -7,6 +7,8 @@ as a deviation of the mean luminance at a fixed distance from a side, averaged o
 does not):
 
 - ``edge_strip``: mean luminance of the outermost 4 px minus that of the band 8-16 px in;
+- ``edge_band``: the same for a wide band, the outer 24 px against 32-44 px in (trained networks
+  darken a band up to ~28 px wide, which edge_strip, measuring inside it, underrates);
 - ``inset_line``: the largest |profile(d) - mean(profile(d-3), profile(d+3))| for d in 8..40,
   i.e. a thin line parallel to the side, and the distance ``inset_line_px`` where it lies.
 
@@ -49,6 +51,8 @@ def border_report(images: list[torch.Tensor]) -> dict[str, dict[str, float]]:
         window = line[3:36]  # d = 8..40
         at = int(window.abs().argmax())
         report[side] = {"edge_strip": round(float(p[:4].mean() - p[8:16].mean()), 4),
+                        # a wide band (trained networks darken up to ~28 px) against the interior
+                        "edge_band": round(float(p[:24].mean() - p[32:44].mean()), 4),
                         "inset_line": round(float(window[at].abs()), 4),
                         "inset_line_px": at + 8}
     return report
