@@ -101,9 +101,12 @@ def judge_snapshots(found, photos: list[Path], style_image: Path, style_name: st
     pasted = [torch.nn.functional.interpolate(painting[None], size=p.shape[-2:], mode="bilinear",
                                               antialias=True, align_corners=False)[0].clamp(0, 1)
               for p in originals]
+    # The photos' VGG targets once, not again for every checkpoint.
+    targets = [judge.content_target(p[None]) for p in originals]
     reference = {
-        "painting_content": mean([judge.score(a, p)["content"] for a, p in zip(pasted, originals)]),
-        "photo_style": mean([judge.score(p, p)["style"] for p in originals]),
+        "painting_content": mean([judge.score(a, p, t)["content"]
+                                  for a, p, t in zip(pasted, originals, targets)]),
+        "photo_style": mean([judge.score(p, p, t)["style"] for p, t in zip(originals, targets)]),
     }
     points = []
     for step, minutes, path in found:
@@ -112,7 +115,7 @@ def judge_snapshots(found, photos: list[Path], style_image: Path, style_name: st
             names = info["style_names"]
             net.set_style_weights(torch.eye(len(names))[names.index(style_name)][None])
         with torch.inference_mode():
-            scores = [judge.score(stylize(net, p), p) for p in originals]
+            scores = [judge.score(stylize(net, p), p, t) for p, t in zip(originals, targets)]
         point = {"step": step, "minutes": round(minutes, 3),
                  **{m: mean([s[m] for s in scores]) for m in ev.METRICS}}
         point["content_vs_painting"] = point["content"] / reference["painting_content"]

@@ -109,8 +109,10 @@ class Judge(nn.Module):
         return {"content": content, "style": style,
                 "total": JUDGE_CONTENT_WEIGHT * content + JUDGE_STYLE_WEIGHT * style}
 
-    def score(self, image: torch.Tensor, photo: torch.Tensor) -> dict[str, float]:
-        """Judge one (3, H, W) output, as saved to 8 bits, against its (3, H, W) content photo."""
+    def score(self, image: torch.Tensor, photo: torch.Tensor,
+              target: torch.Tensor | None = None) -> dict[str, float]:
+        """Judge one (3, H, W) output, as saved to 8 bits, against its (3, H, W) content photo.
+        ``target``: the photo's ``content_target``, when the caller scores it repeatedly."""
         if image.shape != photo.shape:
             raise FastStyleError(f"output is {tuple(image.shape)} but its photo is "
                                  f"{tuple(photo.shape)}: the judge compares same-size images")
@@ -118,7 +120,9 @@ class Judge(nn.Module):
         image = as_saved(image).to(device)
         photo = photo.to(device)
         with torch.no_grad():
-            losses = self.losses(image.unsqueeze(0), self.content_target(photo.unsqueeze(0)))
+            if target is None:
+                target = self.content_target(photo.unsqueeze(0))
+            losses = self.losses(image.unsqueeze(0), target)
         return {name: float(value) for name, value in losses.items()}
 
 
