@@ -5,6 +5,7 @@
     python infer.py ckpt=PATH input=clip.mp4 output=clip_starry.mp4 [stabilize=false]
     python infer.py ckpt=MULTI.pth input=photo.jpg style=mosaic        # a network of several styles
     python infer.py ckpt=MULTI.pth input=photo.jpg mix=starry_night:0.7,mosaic:0.3
+    python infer.py ckpt=PATH input=photos/ compile=true      # torch.compile: pays on folders, video
 
 Settings: configs/infer.yaml. Exit status: 0 all written, 1 some photos failed (each named on
 stderr), 2 nothing done (a usage error, an unreadable checkpoint, ...).
@@ -64,7 +65,8 @@ def infer(cfg: DictConfig) -> int:
         codec=settings.codec, crf=whole("video.crf", settings.crf, 0, 63, optional=True),
         preset=settings.preset)
     jobs = plan_jobs(str(cfg.input), cfg.output and str(cfg.output), cfg.format)
-    model = load_model(cfg.ckpt, device, precision, cfg.style_name, cfg.mix)
+    model = load_model(cfg.ckpt, device, precision, cfg.style_name, cfg.mix,
+                       compile=flag("compile", cfg.compile))
     summary = run_jobs(model, jobs, options, max_size=max_size, quality=quality,
                        skip_existing=skip_existing, progress=progress, max_pixels=max_pixels,
                        video=video)

@@ -133,15 +133,13 @@ def variants(ckpt: str | None, image: torch.Tensor, compile_: bool) -> dict[str,
     if compile_:
         # fp32: Inductor fuses the pads, norms and ReLUs around oneDNN's convolutions (freezing
         # folds the weights in); the route for CPUs without native bf16.
-        fp32_compiled = torch.compile(TorchModel(_net(ckpt)[0], info, torch.device("cpu"),
-                                                 "fp32").net, dynamic=False,
-                                      options={"freezing": True})
-
-        def fp32_compiled_run():
-            with torch.inference_mode():
-                xc = x.contiguous(memory_format=torch.channels_last)
-                return fp32_compiled(xc)[0].clamp(0, 1)
-        out["ours fp32 channels_last + torch.compile (freezing)"] = fp32_compiled_run
+        # TorchModel(compile=True) is what infer.py's compile=true runs.
+        fp32_compiled = TorchModel(_net(ckpt)[0], info, torch.device("cpu"), "fp32", compile=True)
+        out["ours fp32 channels_last + torch.compile (freezing)"] = lambda: fp32_compiled(x)[0]
+        default_compiled = TorchModel(_net(ckpt)[0], info, torch.device("cpu"),
+                                      default.precision, compile=True)
+        out["default path with compile=true (stylize_photo)"] = lambda: TF.to_dtype(
+            stylize_photo(default_compiled, image), torch.float32, scale=True)
         compiled = torch.compile(bf16_cl.net, dynamic=False)
 
         def compiled_run():
@@ -166,20 +164,22 @@ def cmd_infer(args, overrides) -> dict:
                     "warmup": args.warmup}
     if not args.compare:
         if args.ckpt:
-            model = load_model(args.ckpt)
+            model = load_model(args.ckpt, compile=args.compile)
         else:
             from fast_style.stylize import TorchModel, native_bf16
 
             net, info = _net(None)
             cpu = torch.device("cpu")
-            model = TorchModel(net, info, cpu, "bf16" if native_bf16(cpu) else "fp32")
+            model = TorchModel(net, info, cpu, "bf16" if native_bf16(cpu) else "fp32",
+                               compile=args.compile)
         options = StyleOptions()
         result["baseline_rss_mb"] = round(_peak_rss_mb(), 1)
         times = [_time(lambda: stylize_photo(model, image, options))
-                 for _ in range(args.warmup + args.runs)][args.warmup:]
+                 for _ in range(args.warmup + args.runs)]
+        first, times = times[0], times[args.warmup:]
         tile = options.tile_for(height, width)
-        result.update({"median_ms": round(statistics.median(times), 1),
-                       "times_ms": [round(t, 1) for t in times],
+        result.update({"median_ms": round(statistics.median(times), 1), "compile": args.compile,
+                       "first_ms": round(first, 1), "times_ms": [round(t, 1) for t in times],
                        "device": model.device.type, "precision": model.precision,
                        "tile": tile, "peak_rss_mb": round(_peak_rss_mb(), 1)})
         return {**result, **_machine()}
@@ -233,6 +233,7 @@ def add_infer_parser(sub) -> None:
     infer.add_argument("--compare", action="store_true",
                        help="every variant and the pytorch/examples reference, round-robin")
     infer.add_argument("--compile", action="store_true",
-                       help="with --compare: add torch.compile (slow to compile)")
+                       help="torch.compile (infer.py's compile=true); with --compare: add "
+                       "the compiled variants (slow to compile)")
     infer.add_argument("--json", action="store_true", help="(the JSON line is always printed)")
     infer.set_defaults(func=cmd_infer)

@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -361,6 +362,67 @@ def test_bf16_stays_close_to_fp32(tiny_ckpt):
     fp32 = stylize_photo(load_model(tiny_ckpt, "cpu", "fp32"), image).float() / 255
     bf16 = stylize_photo(load_model(tiny_ckpt, "cpu", "bf16"), image).float() / 255
     assert psnr(bf16, fp32) >= 35
+
+
+@pytest.mark.slow
+def test_compiled_model_matches_eager_on_every_size(tiny_ckpt):
+    """compile=true: torch.compile (Inductor, freezing) gives the eager result, on a first
+    shape, on a second (recompiled with symbolic sizes) and on a third (no new compilation)."""
+    eager = load_model(tiny_ckpt, "cpu", "fp32")
+    compiled = load_model(tiny_ckpt, "cpu", "fp32", compile=True)
+    assert compiled.describe().endswith(", compiled")
+    for w, h in [(96, 80), (120, 64), (72, 104)]:
+        image = photo_tensor(w, h, seed=w)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a silent fallback to eager would pass unnoticed
+            got = stylize_photo(compiled, image)
+        assert compiled.compile, "fell back to eager"
+        assert psnr(got.float() / 255, stylize_photo(eager, image).float() / 255) >= 45
+
+
+def test_compiled_model_falls_back_to_eager_with_one_warning(tiny_ckpt, monkeypatch):
+    def broken_compile(module, **kwargs):
+        def run(x):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore lines")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model = load_model(tiny_ckpt, "cpu", "fp32", compile=True)
+    image = photo_tensor(64, 48)
+    with pytest.warns(UserWarning, match="compile=true failed.*No working C"):
+        got = stylize_photo(model, image)
+    assert not model.compile
+    assert torch.equal(got, stylize_photo(load_model(tiny_ckpt, "cpu", "fp32"), image))
+
+
+def test_compiled_model_leaves_hooked_and_tiled_passes_eager(tiny_ckpt, monkeypatch):
+    """Video's shared statistics hook the norms; a frozen graph would skip the hooks."""
+    calls, compilations = [], []
+
+    def counting_compile(module, **kwargs):
+        compilations.append(kwargs)
+
+        def run(x):
+            calls.append(x.shape)
+            return module(x)
+        return run
+
+    monkeypatch.setattr(torch, "compile", counting_compile)
+    model = load_model(tiny_ckpt, "cpu", "fp32", compile=True)
+    image = photo_tensor(64, 48)
+    stylize_photo(model, image)
+    assert len(calls) == 1
+    handle = model.norms[0].register_forward_pre_hook(lambda module, args: None)
+    stylize_photo(model, image)
+    handle.remove()
+    stylize_photo(model, photo_tensor(200, 136), StyleOptions(tile=64, tile_overlap=16))
+    assert len(calls) == 1
+    assert compilations == [{"options": {"freezing": True}}]
+    model.use_style_weights(None)  # frozen weights are stale: compile again on the next pass
+    stylize_photo(model, image)
+    assert len(calls) == 2 and len(compilations) == 2
+    with pytest.raises(FastStyleError, match="compile=true needs a PyTorch"):
+        load_model(tiny_ckpt.with_suffix(".onnx"), compile=True)
 
 
 # ------------------------------------------------------------------------------ the CLI
