@@ -77,6 +77,22 @@ def test_resuming_with_other_settings_is_refused_in_one_line(trained):
     assert "Traceback" not in result.stderr
 
 
+def test_a_resume_with_a_new_learning_rate_trains_at_that_rate(trained, tmp_path):
+    """Fine-tuning after a cosine that ended at 0: the saved optimizer's rate must not win."""
+    _, root, _ = trained
+    first = run("train.py", *train_args(root, tmp_path, "lr_decay=cosine"), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    ckpt = tmp_path / "ckpt" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["optimizer_states"][0]["param_groups"][0]["lr"] == 0
+    result = run("train.py", *train_args(root, tmp_path, "ckpt_path=last", "lr=5e-4",
+                                         "accept_changed_settings=true", "trainer.max_steps=6"),
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = torch.load(ckpt, weights_only=True)
+    assert state["global_step"] == 6
+    assert state["optimizer_states"][0]["param_groups"][0]["lr"] == 5e-4
+
+
 def test_corrupt_photo_is_skipped_with_a_warning(trained):
     _, _, result = trained
     assert "corrupt.jpg" in result.stderr and "skipping 1 unreadable" in result.stderr

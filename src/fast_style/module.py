@@ -270,6 +270,20 @@ class StyleTransferSystem(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"].update({f"vgg.{k}": v for k, v in self.vgg.state_dict().items()})
 
+    def on_train_start(self) -> None:
+        # A resumed optimizer (and schedule) carries the learning rate it was saved with. This
+        # run's lr, warm-up and decay are what count: fine-tuning with a new lr after a cosine
+        # that ended at 0 (accept_changed_settings=true) would otherwise train at 0, silently.
+        # On a fresh start, or a resume with the same settings, this sets what is already there.
+        hp = self.hparams
+        factor = lr_factor(self.trainer.global_step, hp.lr_warmup_steps, hp.lr_decay,
+                           self.trainer.max_steps)
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"], group["initial_lr"] = hp.lr * factor, hp.lr
+        for config in self.trainer.lr_scheduler_configs:
+            config.scheduler.base_lrs = [hp.lr] * len(config.scheduler.base_lrs)
+
     def configure_optimizers(self):
         # fused: one kernel for all parameters instead of a dozen elementwise passes per tensor.
         optimizer = torch.optim.Adam(trainable_parameters(self.transformer), lr=self.hparams.lr,
