@@ -58,6 +58,7 @@ def infer(cfg: DictConfig) -> int:
     video = VideoOptions(
         StabilizeOptions.parse(cfg.stabilize,
                                stats_memory=number("video.stats_memory", settings.stats_memory, 0, 1),
+                               denoise=number("video.denoise", settings.denoise, 0, 1),
                                blend=number("video.blend", settings.blend, 0, 1),
                                motion_threshold=number("video.motion_threshold",
                                                        settings.motion_threshold, 0),

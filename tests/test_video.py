@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import re
 import subprocess
 import sys
 
@@ -10,16 +12,19 @@ import av
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import REPO, write_photo
 from PIL import Image
 from test_infer import fp32_model, tiny_ckpt  # noqa: F401 - tiny_ckpt is a fixture
+from torchvision.transforms.v2 import functional as TF
 
 from fast_style.batch import plan_jobs, run_jobs
 from fast_style.errors import FastStyleError
 from fast_style.stylize import StyleOptions, stylize_photo
 from fast_style.video import StabilizeOptions, Stabilizer, VideoOptions, is_video
-from fast_style.video.flicker import flicker
+from fast_style.video.flicker import WarpingErrorMeter, flicker
 from fast_style.video.io import read_frames
+from fast_style.video.motion import FlowEstimator, consistent, warp
 
 W, H, FPS, FRAMES = 64, 48, 12, 10
 
@@ -227,16 +232,95 @@ def shimmer(outputs) -> float:
                           for a, b in itertools.pairwise(outputs)]))
 
 
-def test_stabilisation_steadies_a_still_noisy_clip_and_leaves_a_clean_one_still():
+def tensors(frames) -> list[torch.Tensor]:
+    return [torch.from_numpy(f).permute(2, 0, 1) for f in frames]
+
+
+def warping_error(inputs, outputs) -> float:
+    meter = WarpingErrorMeter()
+    for image, output in zip(inputs, outputs, strict=True):
+        meter.add(image, output)
+    return meter.value
+
+
+def detail(outputs) -> float:
+    """Mean |Laplacian| of the outputs after the first: how much fine texture they keep."""
+    kernel = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).expand(3, 1, 3, 3)
+    return float(np.mean([F.conv2d(o.float()[None] / 255, kernel, groups=3).abs().mean()
+                          for o in outputs[1:]]))
+
+
+@pytest.mark.parametrize("mode", ["denoise", "stats+flow", "stats+blend"])
+def test_stabilisation_steadies_a_still_noisy_clip_and_leaves_a_clean_one_still(mode):
     frames = clip_frames(count=8, motion=0, noise=6)
-    plain, steady = stylise(frames, "frame")[0], stylise(frames, "stats+blend")[0]
+    plain, steady = stylise(frames, "frame")[0], stylise(frames, mode)[0]
     assert shimmer(steady) < 0.5 * shimmer(plain)
-    inputs = [torch.from_numpy(f).permute(2, 0, 1) for f in frames]
+    inputs = tensors(frames)
     assert flicker(inputs, steady) < flicker(inputs, plain)
+    assert warping_error(inputs, steady) < 0.5 * warping_error(inputs, plain)
     # A still clip without noise: the stabilised output does not move at all.
     still = [frames[0]] * 5
-    outputs, _ = stylise(still, "stats+blend")
+    outputs, _ = stylise(still, mode)
     assert flicker([inputs[0]] * 5, outputs) < 1e-3
+
+
+def test_the_default_denoises_the_input_and_keeps_each_output_a_full_network_pass():
+    """Noise averaged away before the network: steadier, and no texture averaged after it."""
+    assert StabilizeOptions.parse("true").mode == "denoise" == StabilizeOptions().mode
+    frames = clip_frames(count=8, motion=4, noise=6, w=160, h=120)
+    inputs = tensors(frames)
+    plain, steady = stylise(frames, "frame")[0], stylise(frames, "denoise")[0]
+    assert warping_error(inputs, steady) < 0.8 * warping_error(inputs, plain)
+    clean = stylise(clip_frames(count=8, motion=4, noise=0, w=160, h=120), "frame")[0]
+    assert detail(steady) > 0.95 * detail(clean)
+    # The output blends average textures: on this clip they keep less detail than denoising.
+    assert detail(stylise(frames, "flow")[0]) < detail(steady)
+
+
+@pytest.mark.parametrize("mode", ["stats+denoise", "denoise+flow", "stats+denoise+blend", "frame"])
+def test_modes_combine_their_parts(mode):
+    assert StabilizeOptions.parse(mode).mode == mode
+    outputs, _ = stylise(clip_frames(count=3, noise=4), mode)
+    assert len(outputs) == 3 and outputs[0].shape == (3, H, W)
+
+
+@pytest.mark.parametrize("mode", ["blend+flow", "stats+wobble", "+", "frame+stats"])
+def test_a_mode_that_is_not_one_is_one_line(mode):
+    with pytest.raises(FastStyleError, match=f"stabilize={re.escape(mode)} is not a mode"):
+        StabilizeOptions.parse(mode)
+
+
+def test_optical_flow_finds_a_pan_and_warps_the_previous_frame_onto_the_next():
+    previous, current = (TF.to_dtype(t, torch.float32, scale=True)
+                         for t in tensors(clip_frames(count=2, motion=3, w=160, h=120)))
+    for method in ("dis", "farneback"):
+        flow = FlowEstimator(method)(current, previous)  # current(x) = previous(x + 3)
+        assert abs(flow[0, 10:-10, 10:-20].median() - 3) < 0.2, method
+        assert flow[1, 10:-10, 10:-20].abs().median() < 0.2, method
+        warped, inside = warp(previous, flow)
+        # Beyond the right edge the previous frame has no pixels: the mask says so.
+        assert inside[0, :, -2:].mean() < 0.5 and inside[0, :, :-8].min() == 1
+        assert (warped - current)[:, 8:-8, 8:-8].abs().mean() < 0.1 * (previous - current).abs().mean()
+    backward = FlowEstimator("farneback")(current, previous)
+    forward = FlowEstimator("farneback")(previous, current)
+    assert consistent(forward, backward)[0, 8:-8, 8:-8].mean() > 0.95
+    assert consistent(forward, -backward)[0, 8:-8, 8:-8].mean() < 0.05  # a wrong flow fails
+
+
+def test_flow_blend_steadies_a_noisy_pan_and_keeps_its_texture():
+    """On a pan (4 px a frame: the network's stride, so that frame-by-frame is itself
+    consistent up to the noise), the flow-following blend removes most of the noise's flicker
+    and keeps the texture; the in-place blend sees only motion and leaves the pan as it is."""
+    frames = clip_frames(count=8, motion=4, noise=6, w=160, h=120)
+    inputs = tensors(frames)
+    plain, (steady, stabilizer) = stylise(frames, "frame")[0], stylise(frames, "stats+flow")
+    assert stabilizer.cuts == 0  # a pan is not a cut
+    assert warping_error(inputs, steady) < 0.6 * warping_error(inputs, plain)
+    clean = stylise(clip_frames(count=8, motion=4, noise=0, w=160, h=120), "frame")[0]
+    assert detail(steady) > 0.85 * detail(clean)  # 0.88 here; 0.64 at 3 px, off the stride
+    # A cut in the middle of a pan still restarts the statistics and the blend.
+    cut = frames[:4] + clip_frames(count=4, motion=4, noise=6, w=160, h=120, seed=9)
+    assert stylise(cut, "stats+flow")[1].cuts == 1
 
 
 def test_shared_statistics_restart_at_a_cut():
@@ -267,3 +351,23 @@ def test_infer_cli_stylises_a_clip(tmp_path, tiny_ckpt):  # noqa: F811 - the fix
     assert result.returncode == 0, result.stderr
     assert "re-encoded to libopus" in result.stderr
     assert probe(tmp_path / "out.webm")[0]["frames"] == 4
+
+
+@pytest.mark.slow
+def test_evaluate_video_prints_flicker_and_warp_error_per_mode(tmp_path, tiny_ckpt):  # noqa: F811
+    source = write_clip(tmp_path / "clip.mp4", clip_frames(count=4, noise=6, w=96, h=64))
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate_video.py"),
+                             f"ckpt={tiny_ckpt}", f"input={source}", "judge_frames=0",
+                             "modes=frame,denoise,stats+flow", f"strip={tmp_path / 'strip.png'}"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(payload["flicker"]) == set(payload["warp_error"]) == {"frame", "denoise",
+                                                                     "stats+flow"}
+    assert payload["warp_error"]["denoise"] < payload["warp_error"]["frame"]
+    assert payload["modes"]["frame"]["frames"] == 4 and (tmp_path / "strip.png").is_file()
+    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate_video.py"),
+                          f"ckpt={tiny_ckpt}", f"input={source}", "modes=frame,blend+flow"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
+    assert bad.returncode != 0 and "stabilize=blend+flow is not a mode" in bad.stderr
+    assert "Traceback" not in bad.stderr

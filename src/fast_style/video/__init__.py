@@ -2,7 +2,8 @@
 
 - io.py: decoding and encoding with PyAV (codecs, audio passthrough, atomic output);
 - stabilize.py: shared instance-norm statistics and a motion-aware temporal blend;
-- flicker.py: the flicker measure (output change beyond the input's own change);
+- motion.py: optical flow between frames (OpenCV), warping and the visibility check;
+- flicker.py: the flicker measures (output change beyond the input's own change; warping error);
 - pipeline.py: a file in, a stylised file out.
 """
 

@@ -3,15 +3,23 @@
 A network applied frame by frame flickers because tiny input changes (sensor noise, compression,
 small motion) move two things: each instance-norm layer's per-channel mean and variance, which
 shift the tone and the strength of the strokes of the whole frame, and the textures painted at
-each pixel. Two remedies, usable together (``Stabilizer``):
+each pixel. The remedies (``Stabilizer``; parts of a mode, joined by +):
 
-- shared statistics (``SharedStatistics``): every InstanceNorm2d normalises with a running
-  average over time (an exponential moving average, ``stats_memory`` of the past) of its
-  per-channel statistics instead of the frame's own, so the tone cannot jump between frames.
-  The averages restart at a shot cut, where the picture changes as a whole.
-- a temporal blend (``TemporalBlend``): each output is pulled towards the previous output where
-  the input did not change there, and left alone where it did (motion, a cut), so still parts
-  stop shimmering while moving parts stay as sharp as frame-by-frame.
+- ``denoise`` (the default): the network sees each frame averaged with the previous ones along
+  the optical flow between them (motion.py), where the warped past matches the frame. Sensor
+  noise and compression shimmer, which a trained network paints into texture that changes from
+  frame to frame, average away before the network; each output is still one network pass, so
+  the style stays as strong as frame by frame (benchmarks/video.md: flicker 0.40x on a still
+  shot and 0.78x on a slow pan, style loss +1-2%).
+- ``stats``: every InstanceNorm2d normalises with a running average over time
+  (``stats_memory`` of the past) of its per-channel statistics instead of the frame's own, so
+  the tone cannot jump between frames. The averages restart at a shot cut. (No measurable effect
+  on the clips measured: 640x360 frames move the statistics too little.)
+- ``blend``: each output is pulled towards the previous output where the input did not change
+  there, and left alone where it did (motion, a cut). ``flow``: the same, after moving the
+  previous output along the optical flow, so a pan is blended with what was painted on the same
+  surface a frame ago. Both halve the flicker of motion, but by averaging textures that differ:
+  a trained network's fine strokes soften (style loss +60-450% in benchmarks/video.md).
 
 ``stabilize=false`` is plain frame-by-frame stylisation: exactly the photo path on every frame.
 """
@@ -37,37 +45,52 @@ from fast_style.stylize import (
     with_margin,
 )
 from fast_style.transformer_net import InstanceNorm2d
+from fast_style.video.motion import FlowEstimator, warp
 
-# Names for the combinations (the flicker evaluation reports each).
-MODES = {"frame": (False, False), "stats": (True, False), "blend": (False, True),
-         "stats+blend": (True, True)}
-DEFAULT_MODE = "stats+blend"
+# A mode is "frame" or parts joined by "+", e.g. "stats+denoise":
+#   stats    instance-norm statistics shared over time (SharedStatistics)
+#   denoise  the network sees each frame averaged with the previous ones along the optical flow
+#   blend    each output blended with the previous output where the input stood still
+#   flow     ... with the previous output moved along the optical flow first
+# MODES lists the combinations the flicker evaluation reports by default.
+PARTS = ("stats", "denoise", "blend", "flow")
+MODES = ("frame", "stats", "denoise", "stats+denoise", "blend", "stats+blend", "flow",
+         "stats+flow")
+DEFAULT_MODE = "denoise"
 
 
 @dataclass
 class StabilizeOptions:
-    """How frames are tied together. ``mode``: frame | stats | blend | stats+blend."""
+    """How frames are tied together. ``mode``: "frame" or PARTS joined by "+"."""
 
     mode: str = DEFAULT_MODE
     stats_memory: float = 0.9      # weight of the past in each frame's statistics (0: none)
+    denoise: float = 0.8           # weight of the past in the network's input where it held still
     blend: float = 0.6             # weight of the previous output where the input is unchanged
-    motion_threshold: float = 0.08  # local mean |input change| at which blending stops
+    motion_threshold: float = 0.08  # local mean |input change| at which denoise / blend stop
     cut_threshold: float = 0.1     # mean |change| of 32x32 thumbnails that starts a new shot
 
     @classmethod
     def parse(cls, value, **settings) -> StabilizeOptions:
-        """stabilize=true|false|frame|stats|blend|stats+blend (true: the default mode)."""
-        text = str(value).lower()
+        """stabilize=true|false or a mode (true: the default mode)."""
+        text = str(value).lower().replace(" ", "")
         mode = {"true": DEFAULT_MODE, "false": "frame", "none": "frame"}.get(text, text)
         options = cls(mode=mode, **{k: float(v) for k, v in settings.items() if v is not None})
         options.validate()
         return options
 
+    @property
+    def parts(self) -> set[str]:
+        return set() if self.mode == "frame" else set(self.mode.split("+"))
+
     def validate(self) -> None:
-        if self.mode not in MODES:
-            raise FastStyleError(f"stabilize={self.mode} is not a mode: use true (stats+blend), "
-                                 "false (frame by frame), stats or blend")
-        for name in ("stats_memory", "blend"):
+        parts = self.parts
+        if (self.mode != "frame" and (not parts or not parts <= set(PARTS))) or \
+                {"blend", "flow"} <= parts:
+            raise FastStyleError(f"stabilize={self.mode} is not a mode: use true ({DEFAULT_MODE}), "
+                                 f"false (frame by frame) or parts of {', '.join(PARTS)} joined by "
+                                 "+ (blend or flow, not both), e.g. stats+denoise")
+        for name in ("stats_memory", "denoise", "blend"):
             if not 0 <= getattr(self, name) < 1:
                 raise FastStyleError(f"{name}={getattr(self, name)} must lie in [0, 1)")
         for name in ("motion_threshold", "cut_threshold"):
@@ -76,11 +99,19 @@ class StabilizeOptions:
 
     @property
     def shares_stats(self) -> bool:
-        return MODES[self.mode][0]
+        return "stats" in self.parts
+
+    @property
+    def denoises(self) -> bool:
+        return "denoise" in self.parts
 
     @property
     def blends(self) -> bool:
-        return MODES[self.mode][1]
+        return bool({"blend", "flow"} & self.parts)
+
+    @property
+    def needs_flow(self) -> bool:
+        return bool({"denoise", "flow"} & self.parts)
 
 
 class SharedStatistics:
@@ -143,24 +174,35 @@ class SharedStatistics:
 
 class TemporalBlend:
     """out_t = lerp(stylised_t, out_{t-1}, w), w = blend * (1 - local input change / threshold),
-    clipped to [0, blend]: full blending where the input stood still, none where it moved."""
+    clipped to [0, blend]: full blending where the input stood still, none where it moved.
+
+    Given the backward ``flow`` from this frame to the previous one (motion.py), out_{t-1} and
+    I_{t-1} are first warped onto frame t, so "stood still" means "moved as the flow says": a pan
+    blends with the same surface's previous paint; w is 0 where the warp reaches outside the
+    previous frame."""
 
     def __init__(self, amount: float, motion_threshold: float):
         self.amount, self.threshold = amount, motion_threshold
         self.previous: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def __call__(self, image: torch.Tensor, stylised: torch.Tensor) -> torch.Tensor:
-        """(3, H, W) uint8 input, (3, H, W) float stylised -> (3, H, W) float blended."""
-        current = TF.to_dtype(image, torch.float32, scale=True)
+    def __call__(self, current: torch.Tensor, stylised: torch.Tensor,
+                 flow: torch.Tensor | None = None) -> torch.Tensor:
+        """(3, H, W) float input, (3, H, W) float stylised -> (3, H, W) float blended."""
         if self.previous is None or self.previous[0].shape != current.shape:
             self.previous = (current, stylised)
             return stylised
         previous_input, previous_output = self.previous
+        inside = None
+        if flow is not None:
+            previous_input, inside = warp(previous_input, flow)
+            previous_output, _ = warp(previous_output, flow)
         # The difference averaged over 5x5 px before taking its size: noise, which differs in
         # sign from pixel to pixel, averages away (by ~5x); motion and cuts, coherent, stay.
         change = F.avg_pool2d((current - previous_input)[None], 5, stride=1, padding=2,
                               count_include_pad=False)[0].abs().mean(0, keepdim=True)
         weight = (1 - change / self.threshold).clamp_(0, 1).mul_(self.amount)
+        if inside is not None:
+            weight.mul_(inside)
         blended = torch.lerp(stylised, previous_output, weight)
         self.previous = (current, blended)
         return blended
@@ -170,8 +212,8 @@ class TemporalBlend:
 
 
 def thumbnail(image: torch.Tensor) -> torch.Tensor:
-    """A 32x32 float summary of a (3, H, W) uint8 frame: blind to noise and small motion."""
-    return F.adaptive_avg_pool2d(TF.to_dtype(image, torch.float32, scale=True)[None], 32)[0]
+    """A 32x32 summary of a (3, H, W) float frame: blind to noise and small motion."""
+    return F.adaptive_avg_pool2d(image[None], 32)[0]
 
 
 class Stabilizer:
@@ -195,25 +237,41 @@ class Stabilizer:
                                   "norm (.pth or .ckpt): only the temporal blend is used")
         self.blend = (TemporalBlend(self.stabilize.blend, self.stabilize.motion_threshold)
                       if self.stabilize.blends else None)
-        self.last_thumbnail: torch.Tensor | None = None
+        self.blend_follows_flow = "flow" in self.stabilize.parts
+        # Denoising is the same recursive blend, applied to the network's input: I'_t =
+        # lerp(I_t, I'_{t-1} warped, w), so that noise the network would turn into texture
+        # averages away while the style of each output stays that of a single pass.
+        self.denoiser = (TemporalBlend(self.stabilize.denoise, self.stabilize.motion_threshold)
+                         if self.stabilize.denoises else None)
+        self.flow = FlowEstimator("dis") if self.stabilize.needs_flow else None
+        self.last_input: torch.Tensor | None = None
         self.cuts = 0
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         if self.stabilize.mode == "frame" or self.options.strength == 0:
             return stylize_photo(self.model, image, self.options)
-        small = thumbnail(image)
-        if self.last_thumbnail is not None and (
-                self.last_thumbnail.shape != small.shape
-                or (small - self.last_thumbnail).abs().mean() > self.stabilize.cut_threshold):
+        current = TF.to_dtype(image, torch.float32, scale=True)
+        flow, previous = None, self.last_input
+        if previous is not None and previous.shape == current.shape and self.flow is not None:
+            flow = self.flow(current, previous)
+            previous = warp(previous, flow)[0]  # a pan is not a cut: compare after the motion
+        if previous is not None and (
+                previous.shape != current.shape
+                or (thumbnail(current) - thumbnail(previous)).abs().mean()
+                > self.stabilize.cut_threshold):
             self.cuts += 1
-            if self.stats:
-                self.stats.reset()
-            if self.blend:
-                self.blend.reset()
-        self.last_thumbnail = small
-        stylised = self._stylise(image)
+            flow = None
+            for part in (self.stats, self.blend, self.denoiser):
+                if part:
+                    part.reset()
+        self.last_input = current
+        seen = image
+        if self.denoiser:
+            seen = TF.to_dtype(self.denoiser(current, current, flow).clamp_(0, 1), torch.uint8,
+                               scale=True)
+        stylised = self._stylise(seen)
         if self.blend:
-            stylised = self.blend(image, stylised)
+            stylised = self.blend(current, stylised, flow if self.blend_follows_flow else None)
         return finish(image, stylised, self.options.preserve_color, self.options.strength)
 
     def _stylise(self, image: torch.Tensor) -> torch.Tensor:
