@@ -91,6 +91,14 @@ def test_a_resume_with_a_new_learning_rate_trains_at_that_rate(trained, tmp_path
     state = torch.load(ckpt, weights_only=True)
     assert state["global_step"] == 6
     assert state["optimizer_states"][0]["param_groups"][0]["lr"] == 5e-4
+    # And with a schedule of its own: its base rate is this run's lr, at this run's step.
+    result = run("train.py", *train_args(root, tmp_path, "ckpt_path=last", "lr=1e-4",
+                                         "lr_warmup_steps=20", "accept_changed_settings=true",
+                                         "trainer.max_steps=8"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = torch.load(ckpt, weights_only=True)
+    assert state["global_step"] == 8
+    assert state["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-4 * 9 / 20)
 
 
 def test_corrupt_photo_is_skipped_with_a_warning(trained):

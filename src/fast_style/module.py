@@ -282,7 +282,9 @@ class StyleTransferSystem(L.LightningModule):
             for group in optimizer.param_groups:
                 group["lr"], group["initial_lr"] = hp.lr * factor, hp.lr
         for config in self.trainer.lr_scheduler_configs:
+            # A schedule new to this run (none was saved) would count from 0, not from the step.
             config.scheduler.base_lrs = [hp.lr] * len(config.scheduler.base_lrs)
+            config.scheduler.last_epoch = self.trainer.global_step
 
     def configure_optimizers(self):
         # fused: one kernel for all parameters instead of a dozen elementwise passes per tensor.
