@@ -5,8 +5,8 @@
 For each mode (frame: frame by frame, as photos; stats: instance-norm statistics shared over
 time; denoise: the network sees each frame averaged with the previous ones along the optical
 flow; blend: blend of consecutive outputs where the input stood still; flow: the same after
-moving the previous output along the optical flow; parts join with +, e.g. stats+denoise, the
-default) it stylises every frame of the clip and reports:
+moving the previous output along the optical flow; parts join with +, e.g. stats+denoise;
+denoise is the default) it stylises every frame of the clip and reports:
 - flicker: mean over frames of mean |(O_t - O_{t-1}) - (I_t - I_{t-1})| on [0, 1] pixels, the
   output's change beyond the input's own (fast_style/video/flicker.py); lower is steadier;
 - warp error: mean |O_t - O_{t-1} warped along the input's optical flow| over the pixels seen in

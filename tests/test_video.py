@@ -272,9 +272,14 @@ def test_the_default_denoises_the_input_and_keeps_each_output_a_full_network_pas
     plain, steady = stylise(frames, "frame")[0], stylise(frames, "denoise")[0]
     assert warping_error(inputs, steady) < 0.8 * warping_error(inputs, plain)
     clean = stylise(clip_frames(count=8, motion=4, noise=0, w=160, h=120), "frame")[0]
-    assert detail(steady) > 0.95 * detail(clean)
+    assert detail(steady) > 0.9 * detail(clean)  # above 0.95 here
     # The output blends average textures: on this clip they keep less detail than denoising.
     assert detail(stylise(frames, "flow")[0]) < detail(steady)
+
+
+def test_frames_too_small_for_optical_flow_are_taken_as_still():
+    outputs, _ = stylise(clip_frames(count=3, noise=4, w=10, h=8), "denoise+flow")
+    assert [tuple(o.shape) for o in outputs] == [(3, 8, 10)] * 3
 
 
 @pytest.mark.parametrize("mode", ["stats+denoise", "denoise+flow", "stats+denoise+blend", "frame"])
@@ -317,7 +322,7 @@ def test_flow_blend_steadies_a_noisy_pan_and_keeps_its_texture():
     assert stabilizer.cuts == 0  # a pan is not a cut
     assert warping_error(inputs, steady) < 0.6 * warping_error(inputs, plain)
     clean = stylise(clip_frames(count=8, motion=4, noise=0, w=160, h=120), "frame")[0]
-    assert detail(steady) > 0.85 * detail(clean)  # 0.88 here; 0.64 at 3 px, off the stride
+    assert detail(steady) > 0.8 * detail(clean)  # 0.88 here; 0.64 at 3 px, off the stride
     # A cut in the middle of a pan still restarts the statistics and the blend.
     cut = frames[:4] + clip_frames(count=4, motion=4, noise=6, w=160, h=120, seed=9)
     assert stylise(cut, "stats+flow")[1].cuts == 1

@@ -217,9 +217,8 @@ class TorchModel(Model):
 
     ``compile=True`` runs whole-image passes through ``torch.compile`` (Inductor) with freezing:
     it fuses the reflection pads, norms and ReLUs around the convolutions and folds the weights
-    in (1.77x pytorch/examples' fp32 eager at 1024x1024 on a CPU without bf16, against 1.34x
-    eager: benchmarks/README.md). The first image of each new shape waits for compilation (tens
-    of seconds on a CPU), so it pays on folders and video. Tiled passes, and passes whose norms
+    in (~1.2x the eager pass on a CPU without bf16: benchmarks/README.md). The first image of
+    each new shape waits for compilation (12-14 s on that CPU), so it pays on folders and video. Tiled passes, and passes whose norms
     carry given statistics (video's shared statistics), run eagerly: those reach into the
     network's layers, which a frozen graph has folded away.
     """
@@ -260,10 +259,14 @@ class TorchModel(Model):
             self._compiled = torch.compile(self.net, options={"freezing": True})
         try:
             return self._compiled(x)
+        except torch.OutOfMemoryError:
+            raise  # the photo is too large, compiled or not: the caller's error to report
         except Exception as e:  # noqa: BLE001 - Inductor raises many kinds (no C++ compiler, ...)
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            warnings.warn(f"compile=true failed, running uncompiled instead ({first})",
-                          stacklevel=3)
+            # Dynamo wraps the backend's error ("backend='inductor' raised:"): name the cause.
+            cause = getattr(e, "inner_exception", None) or e
+            first = (str(cause).strip().splitlines() or [""])[0][:200]
+            warnings.warn(f"compile=true failed, running uncompiled instead "
+                          f"({type(cause).__name__}: {first})", stacklevel=3)
             self.compile = False
             return self.net(x)
 

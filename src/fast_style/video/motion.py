@@ -20,6 +20,8 @@ import torch.nn.functional as F
 # Flow is estimated on frames scaled so that the long side is at most this many px, then scaled
 # back: sensor noise averages away, and DIS's cost stays a few ms whatever the video's size.
 FLOW_SIDE = 640
+# Below this many px on a side there is too little to estimate motion from (DIS needs 12).
+MIN_SIDE = 16
 
 
 def _gray(image: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
@@ -32,7 +34,7 @@ def _gray(image: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 
 def _flow_size(height: int, width: int) -> tuple[int, int]:
     scale = min(1.0, FLOW_SIDE / max(height, width))
-    return max(8, round(height * scale)), max(8, round(width * scale))
+    return max(MIN_SIDE, round(height * scale)), max(MIN_SIDE, round(width * scale))
 
 
 def _to_full(flow: np.ndarray, height: int, width: int) -> torch.Tensor:
@@ -60,13 +62,16 @@ class FlowEstimator:
 
     def __call__(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         height, width = current.shape[-2:]
+        if min(height, width) < MIN_SIDE:  # DIS refuses such frames: take them as still
+            return torch.zeros(2, height, width)
         size = _flow_size(height, width)
         a, b = _gray(current, size), _gray(previous, size)
         if self.dis is not None:
             flow = self.dis.calc(a, b, None)
         else:
-            flow = self.cv2.calcOpticalFlowFarneback(a, b, None, pyr_scale=0.5, levels=4, winsize=15,
-                                                iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
+            flow = self.cv2.calcOpticalFlowFarneback(a, b, None, pyr_scale=0.5, levels=4,
+                                                     winsize=15, iterations=3, poly_n=5,
+                                                     poly_sigma=1.2, flags=0)
         return _to_full(flow, height, width)
 
 

@@ -234,7 +234,7 @@ class Stabilizer:
                 self.stats = SharedStatistics(model.net, self.stabilize.stats_memory)
             else:
                 self.notes.append("shared statistics need a PyTorch checkpoint with instance "
-                                  "norm (.pth or .ckpt): only the temporal blend is used")
+                                  "norm (.pth or .ckpt): they are skipped, the other parts run")
         self.blend = (TemporalBlend(self.stabilize.blend, self.stabilize.motion_threshold)
                       if self.stabilize.blends else None)
         self.blend_follows_flow = "flow" in self.stabilize.parts
@@ -267,8 +267,9 @@ class Stabilizer:
         self.last_input = current
         seen = image
         if self.denoiser:
-            seen = TF.to_dtype(self.denoiser(current, current, flow).clamp_(0, 1), torch.uint8,
-                               scale=True)
+            # Rounded, not truncated: the average must not darken the frame by half a level.
+            seen = self.denoiser(current, current, flow).mul(255).round_().clamp_(0, 255).to(
+                torch.uint8)
         stylised = self._stylise(seen)
         if self.blend:
             stylised = self.blend(current, stylised, flow if self.blend_follows_flow else None)
