@@ -176,39 +176,41 @@ class TemporalBlend:
     """out_t = lerp(stylised_t, out_{t-1}, w), w = blend * (1 - local input change / threshold),
     clipped to [0, blend]: full blending where the input stood still, none where it moved.
 
-    Given the backward ``flow`` from this frame to the previous one (motion.py), out_{t-1} and
-    I_{t-1} are first warped onto frame t, so "stood still" means "moved as the flow says": a pan
-    blends with the same surface's previous paint; w is 0 where the warp reaches outside the
-    previous frame."""
+    Given the backward ``flow`` from this frame to the previous one (motion.py), out_{t-1} is
+    first warped onto frame t, and the caller passes I_{t-1} warped the same way, so "stood
+    still" means "moved as the flow says": a pan blends with the same surface's previous paint;
+    w is 0 where the warp reaches outside the previous frame (``inside``). The previous input
+    is the caller's: the Stabilizer warps it once for its cut test and every blend."""
 
     def __init__(self, amount: float, motion_threshold: float):
         self.amount, self.threshold = amount, motion_threshold
-        self.previous: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.previous_output: torch.Tensor | None = None
 
     def __call__(self, current: torch.Tensor, stylised: torch.Tensor,
-                 flow: torch.Tensor | None = None) -> torch.Tensor:
-        """(3, H, W) float input, (3, H, W) float stylised -> (3, H, W) float blended."""
-        if self.previous is None or self.previous[0].shape != current.shape:
-            self.previous = (current, stylised)
+                 previous_input: torch.Tensor | None, flow: torch.Tensor | None = None,
+                 inside: torch.Tensor | None = None) -> torch.Tensor:
+        """(3, H, W) float input, (3, H, W) float stylised -> (3, H, W) float blended.
+        ``previous_input``: I_{t-1} (warped along ``flow`` when one is given); None at the first
+        frame of a shot."""
+        if previous_input is None or self.previous_output is None:
+            self.previous_output = stylised
             return stylised
-        previous_input, previous_output = self.previous
-        inside = None
+        previous_output = self.previous_output
         if flow is not None:
-            previous_input, inside = warp(previous_input, flow)
             previous_output, _ = warp(previous_output, flow)
         # The difference averaged over 5x5 px before taking its size: noise, which differs in
         # sign from pixel to pixel, averages away (by ~5x); motion and cuts, coherent, stay.
         change = F.avg_pool2d((current - previous_input)[None], 5, stride=1, padding=2,
                               count_include_pad=False)[0].abs().mean(0, keepdim=True)
         weight = (1 - change / self.threshold).clamp_(0, 1).mul_(self.amount)
-        if inside is not None:
+        if flow is not None:
             weight.mul_(inside)
         blended = torch.lerp(stylised, previous_output, weight)
-        self.previous = (current, blended)
+        self.previous_output = blended
         return blended
 
     def reset(self) -> None:
-        self.previous = None
+        self.previous_output = None
 
 
 def thumbnail(image: torch.Tensor) -> torch.Tensor:
@@ -251,16 +253,17 @@ class Stabilizer:
         if self.stabilize.mode == "frame" or self.options.strength == 0:
             return stylize_photo(self.model, image, self.options)
         current = TF.to_dtype(image, torch.float32, scale=True)
-        flow, previous = None, self.last_input
+        # The previous frame, and the same moved along the flow (warped once, for all parts).
+        previous, flow, aligned, inside = self.last_input, None, self.last_input, None
         if previous is not None and previous.shape == current.shape and self.flow is not None:
             flow = self.flow(current, previous)
-            previous = warp(previous, flow)[0]  # a pan is not a cut: compare after the motion
+            aligned, inside = warp(previous, flow)  # a pan is not a cut: compare after it
         if previous is not None and (
                 previous.shape != current.shape
-                or (thumbnail(current) - thumbnail(previous)).abs().mean()
+                or (thumbnail(current) - thumbnail(aligned)).abs().mean()
                 > self.stabilize.cut_threshold):
             self.cuts += 1
-            flow = None
+            previous = flow = aligned = inside = None
             for part in (self.stats, self.blend, self.denoiser):
                 if part:
                     part.reset()
@@ -268,11 +271,12 @@ class Stabilizer:
         seen = image
         if self.denoiser:
             # Rounded, not truncated: the average must not darken the frame by half a level.
-            seen = self.denoiser(current, current, flow).mul(255).round_().clamp_(0, 255).to(
-                torch.uint8)
+            seen = self.denoiser(current, current, aligned, flow, inside).mul(255).round_() \
+                .clamp_(0, 255).to(torch.uint8)
         stylised = self._stylise(seen)
         if self.blend:
-            stylised = self.blend(current, stylised, flow if self.blend_follows_flow else None)
+            stylised = (self.blend(current, stylised, aligned, flow, inside)
+                        if self.blend_follows_flow else self.blend(current, stylised, previous))
         return finish(image, stylised, self.options.preserve_color, self.options.strength)
 
     def _stylise(self, image: torch.Tensor) -> torch.Tensor:
