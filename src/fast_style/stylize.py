@@ -218,9 +218,10 @@ class TorchModel(Model):
     ``compile=True`` runs whole-image passes through ``torch.compile`` (Inductor) with freezing:
     it fuses the reflection pads, norms and ReLUs around the convolutions and folds the weights
     in (~1.2x the eager pass on a CPU without bf16: benchmarks/README.md). The first image of
-    each new shape waits for compilation (12-14 s on that CPU), so it pays on folders and video. Tiled passes, and passes whose norms
-    carry given statistics (video's shared statistics), run eagerly: those reach into the
-    network's layers, which a frozen graph has folded away.
+    each new shape waits for compilation (12-14 s on that CPU), so it pays on folders and
+    video. Tiled passes, and passes whose norms carry given statistics (video's shared
+    statistics), run eagerly: those reach into the network's layers, which a frozen graph has
+    folded away.
     """
 
     def __init__(self, net: TransformerNet, info: dict, device: torch.device, precision: str,
