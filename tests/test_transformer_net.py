@@ -74,3 +74,26 @@ def test_sizes_out_of_range_are_refused_before_allocating(settings):
     # The settings also come from untrusted checkpoints: a huge width must not allocate first.
     with pytest.raises(FastStyleError, match=f"model.{next(iter(settings))}"):
         TransformerNet(**settings)
+
+
+def test_instance_norm_routes_compute_the_same_and_follow_the_device():
+    """Per-image batch norm (the CPU's fast route) and aten's instance_norm (a GPU's, for
+    batches) are one function; the automatic choice is per device and batch size."""
+    from fast_style.transformer_net import per_image_route, set_kernel_routes
+
+    torch.manual_seed(0)
+    net = TransformerNet(width=8, num_residual_blocks=1).train()
+    x = torch.rand(3, 3, 32, 32)
+    routes = [set_kernel_routes(net, per_image_batch_norm=forced)(x) for forced in (True, False)]
+    torch.testing.assert_close(routes[0], routes[1], atol=1e-5, rtol=1e-4)
+    for batch, on_cpu, elsewhere in ((4, True, False), (1, True, True)):
+        assert per_image_route(torch.empty(batch, 8, 4, 4), None) is on_cpu
+        assert per_image_route(torch.empty(batch, 8, 4, 4, device="meta"), None) is elsewhere
+    assert per_image_route(torch.empty(4, 8, 4, 4, device="meta"), True)  # forced
+    assert not per_image_route(torch.empty(4, 8, 4, 4), False)
+
+
+def test_automatic_tiling_is_per_device():
+    from fast_style.stylize import AUTO_TILE_PIXELS, auto_tile_pixels
+
+    assert auto_tile_pixels(torch.device("cpu")) == AUTO_TILE_PIXELS

@@ -51,17 +51,32 @@ def check_network_settings(width, num_residual_blocks, norm, upsample, output_ac
             raise FastStyleError(f"model.{name}={value!r} is not one of {', '.join(allowed)}")
 
 
+def per_image_route(x: torch.Tensor, forced: bool | None) -> bool:
+    """Whether instance norm runs as batch norm one image at a time (InstanceNorm2d's notes)."""
+    if torch.compiler.is_compiling():
+        # Inductor writes its own kernels (no channels_last copies to avoid), and the batch
+        # norm route gave NaN gradients there in bf16 (torch 2.14, CPU; eager is fine).
+        return False
+    if forced is not None:
+        return forced
+    return x.device.type == "cpu" or x.shape[0] == 1
+
+
 class InstanceNorm2d(nn.InstanceNorm2d):
     """nn.InstanceNorm2d (same parameters, same state_dict keys) that inference can steer.
 
     Two things differ from the parent, for speed and for inference on large photos:
 
-    - every image goes through batch norm in training mode, one image at a time (over one image,
-      batch statistics are that image's statistics: the result is instance norm's). aten's
-      instance_norm copies a channels_last input to contiguous and hands back a contiguous
-      output, which the next convolution reorders again; batch norm works on channels_last in
-      place. Measured in bf16/channels_last: 2-2.7x faster per layer in training batches, and
-      several times faster for single-image inference (benchmarks/).
+    - on the CPU, and for a single image anywhere, every image goes through batch norm in
+      training mode, one image at a time (over one image, batch statistics are that image's
+      statistics: the result is instance norm's). On the CPU aten's instance_norm copies a
+      channels_last input to contiguous and hands back a contiguous output, which the next
+      convolution reorders again; batch norm works on channels_last in place. Measured in
+      bf16/channels_last: 2-2.7x faster per layer in training batches, and several times faster
+      for single-image inference (benchmarks/). On a GPU, a batch of B images would be B
+      launches and a copy: aten's instance_norm is one kernel there, and a training step at
+      batch 16 was 1.4x faster with it on an H200 (benchmarks/gpu.md); a single image is a
+      single batch-norm launch either way, as fast or faster in bf16.
     - ``stats`` (eval mode only): a (mean, var) pair of per-channel tensors to normalise with
       instead of the input's own statistics. Tiled inference sets them to the *whole image's*
       statistics: each tile's own mean and variance differ from tile to tile and would show up
@@ -75,16 +90,15 @@ class InstanceNorm2d(nn.InstanceNorm2d):
         # affine=True as in pytorch/examples; running stats off: every image uses its own statistics.
         super().__init__(num_features, affine=True)
         self.stats: tuple[torch.Tensor, torch.Tensor] | None = None
-        # False: aten's instance_norm, for comparing the two routes (set_kernel_routes).
-        self.per_image_batch_norm = True
+        # None: the per-device choice above; True/False force a route, to compare them
+        # (set_kernel_routes).
+        self.per_image_batch_norm: bool | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stats is not None and not self.training:
             mean, var = self.stats
             return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
-        if torch.compiler.is_compiling() or not self.per_image_batch_norm:
-            # Inductor writes its own kernels (no channels_last copies to avoid), and the batch
-            # norm route gave NaN gradients there in bf16 (torch 2.14, CPU; eager is fine).
+        if not per_image_route(x, self.per_image_batch_norm):
             return F.instance_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
         if x.shape[0] == 1:
             return self._normalise_one(x)
@@ -108,6 +122,7 @@ class ConditionalInstanceNorm2d(InstanceNorm2d):
     def __init__(self, num_features: int, num_styles: int):
         nn.InstanceNorm2d.__init__(self, num_features, affine=False)
         self.stats = None
+        self.per_image_batch_norm: bool | None = None
         # Magenta's initialisation: every style starts as the identity transform.
         self.style_scale = nn.Parameter(torch.ones(num_styles, num_features))
         self.style_shift = nn.Parameter(torch.zeros(num_styles, num_features))
@@ -129,7 +144,8 @@ class ConditionalInstanceNorm2d(InstanceNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale, shift = self.scale_and_shift(x.shape[0])
-        if torch.compiler.is_compiling():
+        if not per_image_route(x, self.per_image_batch_norm) and (self.stats is None
+                                                                   or self.training):
             y = F.instance_norm(x, None, None, None, None, True, 0.0, self.eps)
             return y * scale[:, :, None, None].to(y.dtype) + shift[:, :, None, None].to(y.dtype)
         if self.stats is not None and not self.training:
@@ -152,16 +168,20 @@ class ReflectionPad2d(nn.ReflectionPad2d):
     keep_dtype = True  # False: autocast's own choice (fp32 on CPU), for comparing (set_kernel_routes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.keep_dtype:
+        if not self.keep_dtype or torch.compiler.is_compiling():
+            # Compiled, Inductor fuses the casts into the pad anyway, and the autocast switch
+            # broke the graph at every pad under torch 2.11 on an H200: 8 recompilations (the
+            # pads' dtypes and shapes differ), then eager (benchmarks/gpu.md).
             return super().forward(x)
         with torch.autocast(x.device.type, enabled=False):
             return super().forward(x)
 
 
-def set_kernel_routes(net: nn.Module, per_image_batch_norm: bool = True,
+def set_kernel_routes(net: nn.Module, per_image_batch_norm: bool | None = None,
                       pads_keep_dtype: bool = True) -> nn.Module:
-    """Switch the two speed choices above off (False) or on (True, the default) in ``net``.
-    They compute the same function either way; benchmarks compare their speed per device."""
+    """Force the two speed choices above off (False) or on (True) in ``net``; the defaults
+    (None: per device, True) restore them. They compute the same function either way;
+    benchmarks compare their speed per device."""
     for module in net.modules():
         if isinstance(module, InstanceNorm2d):
             module.per_image_batch_norm = per_image_batch_norm
