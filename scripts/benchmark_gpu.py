@@ -15,7 +15,11 @@ run stopped at its time limit still leaves what it measured:
 - data: photos/s the DataModule delivers with this machine's cores, against what training eats;
 - infer: ms per photo at 1024x1024 and 3840x2160 in fp16 and bf16, through stylize_photo (what
   infer.py runs: upload, network, download) and the network alone, plus both norm routes;
-- correctness: the GPU's output against the CPU's fp32 output of the same trained weights (PSNR).
+- correctness: the GPU's output against the CPU's fp32 output of the same trained weights (PSNR);
+- video: fps of a 1080p pan through the default stabiliser and frame by frame;
+- quality (only with ``--quality-s N``): the real ``train.py`` for N seconds of this GPU, its
+  cosine schedule sized from the measured step rate, judged like benchmarks/time_to_quality.md
+  (the 20 photos ``data.val_count=20`` holds out, at their native size).
 
 ``--tiny`` shrinks every size and count so the whole script runs in seconds on a CPU (the test
 suite runs it so that it cannot rot); its figures mean nothing.
@@ -27,8 +31,10 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 import traceback
 from functools import partial
@@ -47,7 +53,7 @@ from benchmark import (  # scripts/ is not a package: imported through sys.path
 
 JOHNSON_STEPS = 40_000
 FULL = {"train_batches": (4, 16), "image_size": 256, "train_steps": 50, "train_warmup": 10,
-        "route_steps": 15, "route_warmup": 3, "data_batches": 60, "data_warmup": 10,
+        "route_steps": 15, "route_warmup": 3, "data_batches": 300, "data_warmup": 10,
         "infer_sizes": ((1024, 1024), (2160, 3840)), "infer_runs": 10, "psnr_size": 1024,
         "video_size": (1080, 1920), "video_frames": 48}
 TINY = {"train_batches": (2,), "image_size": 32, "train_steps": 2, "train_warmup": 1,
@@ -151,7 +157,7 @@ def time_ms(fn, runs: int, device: str) -> list[float]:
 
 def infer_section(net, device: str, sizes, runs: int) -> dict:
     """stylize_photo (infer.py's path) and the network alone, fp16 and bf16, both norm routes."""
-    from fast_style.stylize import StyleOptions, TorchModel, stylize_photo
+    from fast_style.stylize import TorchModel, stylize_photo
     from fast_style.transformer_net import set_kernel_routes
 
     out = {}
@@ -162,7 +168,7 @@ def infer_section(net, device: str, sizes, runs: int) -> dict:
                                precision)
             x = (image.to(device, model.dtype) / 255).unsqueeze(0).contiguous(
                 memory_format=torch.channels_last)
-            options = StyleOptions()
+            options = infer_options(device)
             reset_peak(device)
             row = {"tile": options.tile_for(height, width)}
             with torch.inference_mode():
@@ -178,6 +184,38 @@ def infer_section(net, device: str, sizes, runs: int) -> dict:
             row["peak_gpu_memory_mb"] = peak_memory_mb(device)
             out[f"{width}x{height} {precision}"] = row
     return out
+
+
+def infer_compiled_section(net, device: str, size: tuple[int, int], runs: int) -> dict:
+    """infer.py's ``compile=true`` at one size: the first photo (compilation) and then."""
+    from fast_style.stylize import TorchModel, stylize_photo
+
+    height, width = size
+    image = photo(height, width)
+    out = {}
+    for precision in ("fp16",):  # one compilation is ~30 s of the GPU's few minutes
+        model = TorchModel(clone(net), {"style_name": "benchmark"}, torch.device(device),
+                           precision, compile=True)
+        x = (image.to(device, model.dtype) / 255).unsqueeze(0).contiguous(
+            memory_format=torch.channels_last)
+        options = infer_options(device)
+        with torch.inference_mode():
+            [first_ms] = time_ms(partial(model._forward, x), 1, device)  # compiles
+            network = statistics.median(time_ms(partial(model._forward, x), runs, device))
+            stylize_photo(model, image, options)
+            whole = statistics.median(
+                time_ms(partial(stylize_photo, model, image, options), runs, device))
+        out[f"{width}x{height} {precision}"] = {
+            "first_pass_ms (compiles)": round(first_ms), "network_ms": round(network, 2),
+            "stylize_photo_ms": round(whole, 1)}
+    return out
+
+
+def infer_options(device: str):
+    """infer.py's defaults on this device (whole passes on a GPU as far as its memory allows)."""
+    from fast_style.stylize import StyleOptions, auto_tile_pixels
+
+    return StyleOptions(auto_tile_pixels=auto_tile_pixels(torch.device(device)))
 
 
 def clone(net):
@@ -208,7 +246,7 @@ def video_section(net, device: str, size: tuple[int, int], frames: int) -> dict:
     """fps of a 1080p clip: the frames through the default stabiliser (denoising along the
     optical flow) and frame by frame, in memory; then, where PyAV is installed, the whole
     file path of infer.py (decode, stylise, encode H.264) on a clip written here."""
-    from fast_style.stylize import StyleOptions, TorchModel
+    from fast_style.stylize import TorchModel
     from fast_style.video.stabilize import StabilizeOptions, Stabilizer
 
     height, width = size
@@ -225,7 +263,7 @@ def video_section(net, device: str, size: tuple[int, int], frames: int) -> dict:
         model = TorchModel(clone(net), {"style_name": "benchmark"}, torch.device(device),
                            precision)
         for mode in ("default", "frame"):
-            stabilizer = Stabilizer(model, StyleOptions(), StabilizeOptions.parse(
+            stabilizer = Stabilizer(model, infer_options(device), StabilizeOptions.parse(
                 default if mode == "default" else "frame"))
             stabilizer(clip[0])  # warm-up
             sync(device)
@@ -261,12 +299,54 @@ def video_section(net, device: str, size: tuple[int, int], frames: int) -> dict:
         model = TorchModel(clone(net), {"style_name": "benchmark"}, torch.device(device), "fp16")
         start = time.perf_counter()
         summary = run_jobs(model, plan_jobs(str(source), str(Path(tmp) / "out.mp4")),
-                           StyleOptions(), progress=False, video=VideoOptions())
+                           infer_options(device), progress=False, video=VideoOptions())
         if summary.failed:
             raise RuntimeError(f"video path failed: {summary.failed}")
         out["fp16 default fps (mp4 file to mp4 file)"] = round(
             frames / (time.perf_counter() - start), 1)
     return out
+
+
+# --------------------------------------------------------------------------------- quality
+
+QUALITY_RECIPE = ["lr=2e-3", "lr_warmup_steps=100", "lr_decay=cosine"]  # experiment=cpu_budget's
+
+
+def quality_section(overrides: list[str], device: str, seconds: float, steps_per_s: float,
+                    out_dir: Path, tiny: bool) -> dict:
+    """`python train.py style=starry_night` (256 px, batch 4, this GPU's precision) with the
+    cpu_budget schedule ending where ``seconds`` of training end, judged on held-out photos."""
+    import time_to_quality as ttq
+
+
+    # train.py's own start-up (VGG, Grams, workers) and validations eat into the budget.
+    steps = 4 if tiny else max(200, int(steps_per_s * seconds * 0.8))
+    every = 2 if tiny else max(50, steps // 6 // 50 * 50)
+    workers = 0 if tiny else min(8, os.cpu_count() or 1)
+    recipe = [*overrides, *QUALITY_RECIPE, f"trainer.max_steps={steps}",
+              f"data.num_workers={workers}", *(["data.image_size=32", "data.batch_size=2"]
+                                               if tiny else [])]
+    with tempfile.TemporaryDirectory() as tmp:  # checkpoints and logs: only the network is kept
+        start, ckpt_dir = ttq.train("gpu_quality", (seconds + 90) / 60, every, None, Path(tmp),
+                                    recipe, "starry_night")
+        found = ttq.snapshots(ckpt_dir, start)
+        shutil.copyfile(ckpt_dir / "starry_night.pth", out_dir / "gpu_quality_starry_night.pth")
+        points, reference = judge(found, device, tiny)
+    return {"recipe": recipe, "train_seconds_budget": seconds, "max_steps": steps,
+            "network": "gpu_quality_starry_night.pth", **reference, "points": points}
+
+
+def judge(found, device: str, tiny: bool) -> tuple[list[dict], dict]:
+    """time_to_quality.py's judge of every kept checkpoint, on this device."""
+    import time_to_quality as ttq
+
+    from fast_style import evaluation as ev
+
+    data = Path(os.environ.get("FAST_STYLE_DATA", "data")) / "bsds300-train"
+    photos = ev.select_photos(data, 20, limit=2 if tiny else None)
+    style_image = ev.resolve_style("starry_night", ttq.STYLE_CONFIGS)
+    points, reference = ttq.judge_snapshots(found, photos, style_image, "starry_night", device)
+    return points, {"judged_photos": len(photos), "judge": ev.JUDGE_DESCRIPTION, **reference}
 
 
 # ------------------------------------------------------------------------------------ main
@@ -277,12 +357,15 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (CPU tests)")
     parser.add_argument("--budget-s", type=float, default=420,
-                        help="skip the compiled runs once this much time has passed")
+                        help="seconds for the run: a compiled run starts only with 100 left")
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--quality-s", type=float, default=0,
+                        help="also train for this many seconds and judge (adds to --budget-s)")
     args, overrides = parser.parse_known_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here: run with --device cpu --tiny for the smoke run")
     size = TINY if args.tiny else FULL
+    budget_s = args.budget_s + (args.quality_s + 60 if args.quality_s else 0)
     overrides = [*(TINY_OVERRIDES if args.tiny else []), *overrides]
     began = time.perf_counter()
     out = Path(args.out)
@@ -323,7 +406,7 @@ def main() -> None:
     def train_compiled():
         rows = []
         for batch in size["train_batches"]:
-            if args.no_compile or args.tiny or time.perf_counter() - began > args.budget_s:
+            if args.no_compile or args.tiny or time.perf_counter() - began > budget_s - 100:
                 # (--tiny: Inductor takes minutes to compile on a CPU, however small the net)
                 rows.append({"batch_size": batch, "skipped": "time budget, --tiny or --no-compile"})
                 continue
@@ -332,9 +415,11 @@ def main() -> None:
         return rows
 
     def kernel_routes():
-        names = ["default", "bf16 channels_last aten-IN",
-                 "bf16 channels_last batchnorm-IN autocast-pads",
-                 "bf16 channels_last aten-IN autocast-pads"]
+        # default = the GPU's own routes (aten instance norm for batches, pads in bf16);
+        # batchnorm-IN forces the CPU's per-image batch norm, autocast-pads autocast's pads.
+        names = ["default", "bf16 channels_last batchnorm-IN",
+                 "bf16 channels_last aten-IN autocast-pads",
+                 "bf16 channels_last batchnorm-IN autocast-pads"]
         return interleaved_train([*overrides, "trainer.precision=bf16-mixed"], names,
                                  size["train_batches"][-1], size["image_size"],
                                  size["route_steps"], size["route_warmup"], args.device)
@@ -352,11 +437,17 @@ def main() -> None:
             result["data_over_training"] = round(result["photos_per_s"] / fastest, 2)
         return result
 
+    def quality():
+        trains = [r for r in report["sections"].get("train", []) if "images_per_s" in r]
+        if not trains:
+            raise RuntimeError("no eager training rate measured to size the schedule from")
+        steps_per_s = trains[0]["images_per_s"] / trains[0]["batch_size"]  # train.py's batch 4
+        return quality_section(overrides, args.device, args.quality_s, steps_per_s, out.parent,
+                               args.tiny)
+
     # Compiled runs last: their compile time is the least predictable, and a run cut off at its
     # time limit should lose nothing else.
     record("train", train_eager)
-    record("kernel_routes", kernel_routes)
-    record("data", data)
     if "net" not in trained:  # training failed: time and check an untrained network instead
         from fast_style.transformer_net import TransformerNet
 
@@ -365,8 +456,15 @@ def main() -> None:
     record("infer", lambda: infer_section(trained["net"], args.device, size["infer_sizes"],
                                           size["infer_runs"]))
     record("correctness", lambda: psnr_section(trained["net"], args.device, size["psnr_size"]))
+    if args.quality_s:
+        record("quality", quality)
+    record("kernel_routes", kernel_routes)
+    record("data", data)
     record("video", lambda: video_section(trained["net"], args.device, size["video_size"],
                                           size["video_frames"]))
+    if not (args.no_compile or args.tiny):  # (--tiny: Inductor takes minutes on a CPU)
+        record("infer_compiled", lambda: infer_compiled_section(
+            trained["net"], args.device, size["infer_sizes"][0], size["infer_runs"]))
     record("train_compiled", train_compiled)
     failed = [n for n, s in report["sections"].items() if isinstance(s, dict) and "error" in s]
     print(f"wrote {out} in {report['wall_s']} s; failed sections: {failed or 'none'}")

@@ -92,12 +92,12 @@ def at_marks(found, marks: list[float]) -> list[tuple[int, float, Path]]:
     return sorted(chosen | {found[-1]})
 
 
-def judge_snapshots(found, photos: list[Path], style_image: Path, style_name: str
-                    ) -> tuple[list[dict], dict]:
-    ev.exact_fp32()
-    judge = ev.Judge.from_image(style_image)
-    originals = [ev.load_photo(p) for p in photos]
-    painting = to_tensor(load_image(style_image))
+def judge_snapshots(found, photos: list[Path], style_image: Path, style_name: str,
+                    device: str = "cpu") -> tuple[list[dict], dict]:
+    ev.exact_fp32()  # fp32 without TF32: a GPU's scores read as the CPU's
+    judge = ev.Judge.from_image(style_image).to(device)
+    originals = [ev.load_photo(p).to(device) for p in photos]
+    painting = to_tensor(load_image(style_image)).to(device)
     pasted = [torch.nn.functional.interpolate(painting[None], size=p.shape[-2:], mode="bilinear",
                                               antialias=True, align_corners=False)[0].clamp(0, 1)
               for p in originals]
@@ -111,9 +111,10 @@ def judge_snapshots(found, photos: list[Path], style_image: Path, style_name: st
     points = []
     for step, minutes, path in found:
         net, info = load_transformer(path)
+        net.to(device)
         if net.num_styles > 1:  # a multi-style network (e.g. finetune=): judge the named style
             names = info["style_names"]
-            net.set_style_weights(torch.eye(len(names))[names.index(style_name)][None])
+            net.set_style_weights(torch.eye(len(names))[names.index(style_name)][None].to(device))
         with torch.inference_mode():
             scores = [judge.score(stylize(net, p), p, t) for p, t in zip(originals, targets)]
         point = {"step": step, "minutes": round(minutes, 3),

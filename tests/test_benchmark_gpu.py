@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_gpu_benchmark_runs_every_section_in_tiny_mode(tmp_path):
     out = tmp_path / "gpu.json"
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark_gpu.py"), "--tiny",
-                           "--device", "cpu", "--out", str(out)], check=False, cwd=tmp_path,
+                           "--device", "cpu", "--out", str(out), "--quality-s", "5"],
+                          check=False, cwd=tmp_path,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"},
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
@@ -30,7 +31,7 @@ def test_gpu_benchmark_runs_every_section_in_tiny_mode(tmp_path):
     assert train["projected_40k_steps_min"] > 0
     assert sections["train_compiled"][0]["skipped"]  # compiling is for the real run
     routes = sections["kernel_routes"]["variants"]
-    assert {"default", "bf16 channels_last aten-IN",
+    assert {"default", "bf16 channels_last batchnorm-IN",
             "bf16 channels_last aten-IN autocast-pads"} <= routes.keys()
     assert sections["data"]["photos_per_s"] > 0 and "data_over_training" in sections["data"]
     for row in sections["infer"].values():
@@ -39,6 +40,11 @@ def test_gpu_benchmark_runs_every_section_in_tiny_mode(tmp_path):
     video = sections["video"]
     assert video["frames"] == 4 and video["fp16 default fps (frames in memory)"] > 0
     assert video["fp16 default fps (mp4 file to mp4 file)"] > 0  # PyAV is installed here
+    quality = sections["quality"]  # the real train.py, then the judge on held-out photos
+    assert [p["step"] for p in quality["points"]] == [2, 4]
+    assert all(p["total"] > 0 and p["content_vs_painting"] > 0 for p in quality["points"])
+    assert quality["judged_photos"] == 2 and quality["painting_content"] > 0
+    assert (tmp_path / "gpu_quality_starry_night.pth").is_file()  # the trained network comes back
 
 
 def test_gpu_script_refuses_cuda_without_a_gpu(tmp_path):
