@@ -100,3 +100,13 @@ def test_large_jpegs_decode_at_reduced_scale_but_never_below_the_crop(tmp_path):
     assert small.size == (500, 300)  # 1/4 scale: the smallest DCT scale keeping 256 px
     crop = PhotoDataset([path], train_transform(256), min_side=256)[0]
     assert crop.shape == (3, 256, 256)
+
+
+def test_auto_workers_is_half_the_cores_from_2_to_8(monkeypatch):
+    from fast_style.data import auto_workers
+
+    for cores, workers in ((1, 2), (2, 2), (4, 2), (16, 8), (96, 8), (None, 2)):
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        assert auto_workers() == workers
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert PhotoDataModule(num_workers="auto").num_workers == 8

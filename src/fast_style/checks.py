@@ -87,6 +87,7 @@ def check_training_config(cfg) -> None:
     """
     from omegaconf import open_dict
 
+    from fast_style.data import auto_workers
     from fast_style.module import LR_DECAYS
     from fast_style.transformer_net import MIN_SIDE, check_network_settings
 
@@ -95,7 +96,8 @@ def check_training_config(cfg) -> None:
         data.batch_size = whole("data.batch_size", data.batch_size, 1, 4096)
         # Below MIN_SIDE the network's 9x9 reflection padding has nothing to reflect.
         data.image_size = whole("data.image_size", data.image_size, MIN_SIDE, 8192)
-        data.num_workers = whole("data.num_workers", data.num_workers, 0, 256)
+        data.num_workers = (auto_workers() if str(data.num_workers) == "auto"
+                            else whole("data.num_workers", data.num_workers, 0, 256))
         data.val_count = whole("data.val_count", data.val_count, 0)
         steps = whole("trainer.max_steps", trainer.max_steps, -1)
         if steps == 0:
