@@ -168,10 +168,7 @@ class ReflectionPad2d(nn.ReflectionPad2d):
     keep_dtype = True  # False: autocast's own choice (fp32 on CPU), for comparing (set_kernel_routes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.keep_dtype or torch.compiler.is_compiling():
-            # Compiled, Inductor fuses the casts into the pad anyway, and the autocast switch
-            # broke the graph at every pad under torch 2.11 on an H200: 8 recompilations (the
-            # pads' dtypes and shapes differ), then eager (benchmarks/gpu.md).
+        if not self.keep_dtype:
             return super().forward(x)
         with torch.autocast(x.device.type, enabled=False):
             return super().forward(x)
