@@ -27,7 +27,7 @@ from fast_style.batch import plan_jobs, run_jobs
 from fast_style.checks import choice, flag, number, whole
 from fast_style.errors import FastStyleError, exit_on_user_error
 from fast_style.multistyle.weights import infer_arguments
-from fast_style.stylize import DEVICES, PRECISIONS, StyleOptions, auto_tile_pixels, load_model
+from fast_style.stylize import DEVICES, PRECISIONS, StyleOptions, load_model
 from fast_style.video import StabilizeOptions, VideoOptions
 
 
@@ -38,7 +38,7 @@ def _tile(value) -> int | None:
 
 
 def _auto_tile_pixels(value) -> int | None:
-    """None: per device, once the model is loaded (stylize.auto_tile_pixels)."""
+    """None: per device (stylize.auto_tile_pixels)."""
     if str(value).lower() == "auto":
         return None
     return whole("auto_tile_pixels", value, 1)
@@ -50,11 +50,11 @@ def infer(cfg: DictConfig) -> int:
                              "[output=FILE|FOLDER]")
     # Every value is checked before the model loads or a photo is read: one line naming the key.
     options = StyleOptions(tile=_tile(cfg.tile), tile_overlap=whole("tile_overlap", cfg.tile_overlap, 0),
+                           auto_tile_pixels=_auto_tile_pixels(cfg.auto_tile_pixels),
                            preserve_color=flag("preserve_color", cfg.preserve_color),
                            strength=number("strength", cfg.strength, 0, 1),
                            margin=whole("margin", cfg.margin, low=0))
     options.validate()
-    tile_pixels = _auto_tile_pixels(cfg.auto_tile_pixels)
     max_size = whole("max_size", cfg.max_size, low=1, optional=True)
     max_pixels = whole("max_pixels", cfg.max_pixels, low=0)
     quality = whole("quality", cfg.quality, low=1, high=100)
@@ -75,7 +75,6 @@ def infer(cfg: DictConfig) -> int:
     jobs = plan_jobs(str(cfg.input), cfg.output and str(cfg.output), cfg.format)
     model = load_model(cfg.ckpt, device, precision, cfg.style_name, cfg.mix,
                        compile=flag("compile", cfg.compile))
-    options.auto_tile_pixels = tile_pixels or auto_tile_pixels(model.device)
     summary = run_jobs(model, jobs, options, max_size=max_size, quality=quality,
                        skip_existing=skip_existing, progress=progress, max_pixels=max_pixels,
                        video=video)

@@ -157,7 +157,7 @@ def time_ms(fn, runs: int, device: str) -> list[float]:
 
 def infer_section(net, device: str, sizes, runs: int) -> dict:
     """stylize_photo (infer.py's path) and the network alone, fp16 and bf16, both norm routes."""
-    from fast_style.stylize import TorchModel, stylize_photo
+    from fast_style.stylize import StyleOptions, TorchModel, stylize_photo
     from fast_style.transformer_net import set_kernel_routes
 
     out = {}
@@ -168,9 +168,9 @@ def infer_section(net, device: str, sizes, runs: int) -> dict:
                                precision)
             x = (image.to(device, model.dtype) / 255).unsqueeze(0).contiguous(
                 memory_format=torch.channels_last)
-            options = infer_options(device)
+            options = StyleOptions()
             reset_peak(device)
-            row = {"tile": options.tile_for(height, width)}
+            row = {"tile": options.tile_for(height, width, torch.device(device))}
             with torch.inference_mode():
                 for route, batch_norm in (("batchnorm-IN", True), ("aten-IN", False)):
                     set_kernel_routes(model.net, per_image_batch_norm=batch_norm)
@@ -188,7 +188,7 @@ def infer_section(net, device: str, sizes, runs: int) -> dict:
 
 def infer_compiled_section(net, device: str, size: tuple[int, int], runs: int) -> dict:
     """infer.py's ``compile=true`` at one size: the first photo (compilation) and then."""
-    from fast_style.stylize import TorchModel, stylize_photo
+    from fast_style.stylize import StyleOptions, TorchModel, stylize_photo
 
     height, width = size
     image = photo(height, width)
@@ -198,7 +198,7 @@ def infer_compiled_section(net, device: str, size: tuple[int, int], runs: int) -
                            precision, compile=True)
         x = (image.to(device, model.dtype) / 255).unsqueeze(0).contiguous(
             memory_format=torch.channels_last)
-        options = infer_options(device)
+        options = StyleOptions()
         with torch.inference_mode():
             [first_ms] = time_ms(partial(model._forward, x), 1, device)  # compiles
             network = statistics.median(time_ms(partial(model._forward, x), runs, device))
@@ -209,13 +209,6 @@ def infer_compiled_section(net, device: str, size: tuple[int, int], runs: int) -
             "first_pass_ms (compiles)": round(first_ms), "network_ms": round(network, 2),
             "stylize_photo_ms": round(whole, 1)}
     return out
-
-
-def infer_options(device: str):
-    """infer.py's defaults on this device (whole passes on a GPU as far as its memory allows)."""
-    from fast_style.stylize import StyleOptions, auto_tile_pixels
-
-    return StyleOptions(auto_tile_pixels=auto_tile_pixels(torch.device(device)))
 
 
 def clone(net):
@@ -246,7 +239,7 @@ def video_section(net, device: str, size: tuple[int, int], frames: int) -> dict:
     """fps of a 1080p clip: the frames through the default stabiliser (denoising along the
     optical flow) and frame by frame, in memory; then, where PyAV is installed, the whole
     file path of infer.py (decode, stylise, encode H.264) on a clip written here."""
-    from fast_style.stylize import TorchModel
+    from fast_style.stylize import StyleOptions, TorchModel
     from fast_style.video.stabilize import StabilizeOptions, Stabilizer
 
     height, width = size
@@ -263,7 +256,7 @@ def video_section(net, device: str, size: tuple[int, int], frames: int) -> dict:
         model = TorchModel(clone(net), {"style_name": "benchmark"}, torch.device(device),
                            precision)
         for mode in ("default", "frame"):
-            stabilizer = Stabilizer(model, infer_options(device), StabilizeOptions.parse(
+            stabilizer = Stabilizer(model, StyleOptions(), StabilizeOptions.parse(
                 default if mode == "default" else "frame"))
             stabilizer(clip[0])  # warm-up
             sync(device)
@@ -299,7 +292,7 @@ def video_section(net, device: str, size: tuple[int, int], frames: int) -> dict:
         model = TorchModel(clone(net), {"style_name": "benchmark"}, torch.device(device), "fp16")
         start = time.perf_counter()
         summary = run_jobs(model, plan_jobs(str(source), str(Path(tmp) / "out.mp4")),
-                           infer_options(device), progress=False, video=VideoOptions())
+                           StyleOptions(), progress=False, video=VideoOptions())
         if summary.failed:
             raise RuntimeError(f"video path failed: {summary.failed}")
         out["fp16 default fps (mp4 file to mp4 file)"] = round(
@@ -327,8 +320,12 @@ def quality_section(overrides: list[str], device: str, seconds: float, steps_per
               f"data.num_workers={workers}", *(["data.image_size=32", "data.batch_size=2"]
                                                if tiny else [])]
     with tempfile.TemporaryDirectory() as tmp:  # checkpoints and logs: only the network is kept
-        start, ckpt_dir = ttq.train("gpu_quality", (seconds + 90) / 60, every, None, Path(tmp),
-                                    recipe, "starry_night")
+        try:
+            start, ckpt_dir = ttq.train("gpu_quality", (seconds + 90) / 60, every, None,
+                                        Path(tmp), recipe, "starry_night")
+        except SystemExit as e:  # train.py failed: keep its log, and the other sections
+            shutil.copyfile(Path(tmp) / "gpu_quality.train.log", out_dir / "gpu_quality.train.log")
+            raise RuntimeError(f"{e} (copied to {out_dir / 'gpu_quality.train.log'})") from None
         found = ttq.snapshots(ckpt_dir, start)
         shutil.copyfile(ckpt_dir / "starry_night.pth", out_dir / "gpu_quality_starry_night.pth")
         points, reference = judge(found, device, tiny)
@@ -345,7 +342,13 @@ def judge(found, device: str, tiny: bool) -> tuple[list[dict], dict]:
     data = Path(os.environ.get("FAST_STYLE_DATA", "data")) / "bsds300-train"
     photos = ev.select_photos(data, 20, limit=2 if tiny else None)
     style_image = ev.resolve_style("starry_night", ttq.STYLE_CONFIGS)
-    points, reference = ttq.judge_snapshots(found, photos, style_image, "starry_night", device)
+    # The judge sets exact fp32 (no TF32) process-wide; the sections after it keep the defaults.
+    saved = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    try:
+        points, reference = ttq.judge_snapshots(found, photos, style_image, "starry_night",
+                                                device)
+    finally:
+        torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved
     return points, {"judged_photos": len(photos), "judge": ev.JUDGE_DESCRIPTION, **reference}
 
 
@@ -441,7 +444,8 @@ def main() -> None:
         trains = [r for r in report["sections"].get("train", []) if "images_per_s" in r]
         if not trains:
             raise RuntimeError("no eager training rate measured to size the schedule from")
-        steps_per_s = trains[0]["images_per_s"] / trains[0]["batch_size"]  # train.py's batch 4
+        row = next((r for r in trains if r["batch_size"] == 4), trains[0])  # train.py's batch
+        steps_per_s = row["images_per_s"] / row["batch_size"]
         return quality_section(overrides, args.device, args.quality_s, steps_per_s, out.parent,
                                args.tiny)
 

@@ -105,8 +105,9 @@ def test_large_jpegs_decode_at_reduced_scale_but_never_below_the_crop(tmp_path):
 def test_auto_workers_is_half_the_cores_from_2_to_8(monkeypatch):
     from fast_style.data import auto_workers
 
-    for cores, workers in ((1, 2), (2, 2), (4, 2), (16, 8), (96, 8), (None, 2)):
-        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
-        assert auto_workers() == workers
-    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    for cores, processes, workers in ((1, 1, 2), (2, 1, 2), (4, 1, 2), (16, 1, 8), (96, 1, 8),
+                                      (16, 4, 2), (64, 4, 8), (32, 2, 8)):
+        monkeypatch.setattr("os.sched_getaffinity", lambda pid, cores=cores: set(range(cores)))
+        assert auto_workers(processes) == workers
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
     assert PhotoDataModule(num_workers="auto").num_workers == 8

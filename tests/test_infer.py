@@ -169,6 +169,35 @@ def test_auto_tiling_starts_above_the_pixel_budget():
     assert (auto.int() - whole.int()).abs().max() <= 1
 
 
+def test_automatic_tiling_threshold_follows_the_device(monkeypatch):
+    from fast_style.stylize import AUTO_TILE_PIXELS, GPU_BYTES_PER_PIXEL, auto_tile_pixels
+
+    free = 141 * 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, free))
+    gpu = torch.device("cuda")
+    assert auto_tile_pixels(CPU) == auto_tile_pixels(None) == AUTO_TILE_PIXELS
+    assert auto_tile_pixels(gpu) == free // 2 // GPU_BYTES_PER_PIXEL  # ~84 MP
+    assert StyleOptions().tile_for(2160, 3840) > 0  # 4K tiles on a CPU ...
+    assert StyleOptions().tile_for(2160, 3840, gpu) == 0  # ... and runs whole on this GPU
+    assert StyleOptions(auto_tile_pixels=100).tile_for(20, 20, gpu) > 0  # a given value wins
+    free = 2**30  # a small card never gets a lower threshold than the CPU's
+    assert auto_tile_pixels(gpu) == AUTO_TILE_PIXELS
+
+
+def test_a_whole_pass_out_of_memory_falls_back_to_tiles():
+    class TightMemory(TorchModel):
+        def __call__(self, image):  # the whole-image pass; tiles go through the stages
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    net = tiny_net()
+    image = photo_tensor(120, 90, seed=6)
+    whole = stylize_photo(TorchModel(net, {}, CPU, "fp32"), image, StyleOptions(tile=0))
+    tiled = stylize_photo(TightMemory(net, {}, CPU, "fp32"), image, StyleOptions())
+    assert (tiled.int() - whole.int()).abs().max() <= 1
+    with pytest.raises(torch.OutOfMemoryError):  # tile=0 asked for one pass: no silent tiles
+        stylize_photo(TightMemory(net, {}, CPU, "fp32"), image, StyleOptions(tile=0))
+
+
 # --------------------------------------------------------------------------- colour, strength
 
 def test_strength_zero_is_the_identity_and_strength_blends():

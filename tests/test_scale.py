@@ -465,7 +465,8 @@ def test_multirun_jobs_in_parallel_write_separate_files(photos, tmp_path):
     # With the data config's default loader workers (debug=tiny turns them off): inside joblib's
     # workers they once failed to start ("'Process' object has no attribute 'env'").
     default_workers = OmegaConf.load(REPO / "configs" / "data" / "bsds300.yaml").num_workers
-    assert default_workers == "auto" and auto_workers() >= 2
+    assert default_workers == "auto"
+    default_workers = auto_workers()
     result = run("-m", *TINY, f"data.root={photos}", "trainer.max_steps=2",
                  f"data.num_workers={default_workers}",
                  "style=starry_night,mosaic", "loss.style_weight=2,5",

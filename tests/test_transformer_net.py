@@ -93,7 +93,17 @@ def test_instance_norm_routes_compute_the_same_and_follow_the_device():
     assert not per_image_route(torch.empty(4, 8, 4, 4), False)
 
 
-def test_automatic_tiling_is_per_device():
-    from fast_style.stylize import AUTO_TILE_PIXELS, auto_tile_pixels
+def test_multi_style_norm_routes_compute_the_same():
+    """The multi-style network's aten route (a GPU's, for batches) against its per-image one."""
+    from fast_style.transformer_net import set_kernel_routes
 
-    assert auto_tile_pixels(torch.device("cpu")) == AUTO_TILE_PIXELS
+    torch.manual_seed(0)
+    net = TransformerNet(width=8, num_residual_blocks=1, num_styles=3).train()
+    with torch.no_grad():  # distinct per-style scales, so that mixing them shows
+        for p in net.parameters():
+            if p.dim() == 2:
+                p.add_(0.3 * torch.randn_like(p))
+    x, weights = torch.rand(3, 3, 32, 32), torch.eye(3)
+    routes = [set_kernel_routes(net, per_image_batch_norm=forced)(x, weights)
+              for forced in (True, False)]
+    torch.testing.assert_close(routes[0], routes[1], atol=1e-5, rtol=1e-4)

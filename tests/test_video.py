@@ -376,3 +376,17 @@ def test_evaluate_video_prints_flicker_and_warp_error_per_mode(tmp_path, tiny_ck
                          capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
     assert bad.returncode != 0 and "stabilize=blend+flow is not a mode" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_video_files_without_pyav_are_one_line(monkeypatch, tmp_path):
+    """PyAV is imported only for files (the in-memory stabiliser runs without it): a file
+    without it says what to install."""
+    from fast_style.video import io
+
+    monkeypatch.setattr(io, "av", None)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\0" * 64)
+    with pytest.raises(FastStyleError, match="pip install av"):
+        io.VideoReader(clip)
+    with pytest.raises(FastStyleError, match="pip install av"):
+        io.Encoding.for_path(tmp_path / "out.mp4")

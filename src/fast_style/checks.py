@@ -96,7 +96,9 @@ def check_training_config(cfg) -> None:
         data.batch_size = whole("data.batch_size", data.batch_size, 1, 4096)
         # Below MIN_SIDE the network's 9x9 reflection padding has nothing to reflect.
         data.image_size = whole("data.image_size", data.image_size, MIN_SIDE, 8192)
-        data.num_workers = (auto_workers() if str(data.num_workers) == "auto"
+        devices = trainer.get("devices")  # DDP: one loader per device on this machine
+        data.num_workers = (auto_workers(devices if isinstance(devices, int) else 1)
+                            if str(data.num_workers) == "auto"
                             else whole("data.num_workers", data.num_workers, 0, 256))
         data.val_count = whole("data.val_count", data.val_count, 0)
         steps = whole("trainer.max_steps", trainer.max_steps, -1)

@@ -165,12 +165,14 @@ class EpochSampler(Sampler):
         yield from self.indices(epoch)[start:]
 
 
-def auto_workers() -> int:
-    """data.num_workers=auto: half the cores, from 2 to 8. A 2-core CPU trains far slower than
-    two workers decode (419 photos/s against 1.6 used, benchmarks/README.md); on a GPU machine
-    one worker decodes ~110 photos/s (H200 machine, 16 cores: 1,771 with 16 workers) and a
-    batch-4 step there eats 217 a second (benchmarks/gpu.md)."""
-    return min(8, max(2, (os.cpu_count() or 2) // 2))
+def auto_workers(processes: int = 1) -> int:
+    """data.num_workers=auto: half the cores this process may use, shared by the ``processes``
+    training on this machine (DDP), from 2 to 8 each. A 2-core CPU trains far slower than two
+    workers decode (419 photos/s against 1.6 used, benchmarks/README.md); on a GPU machine one
+    worker decodes ~110 photos/s (H200 machine, 16 cores: 1,771 with 16 workers) and a batch-4
+    step there eats 217 a second (benchmarks/gpu.md)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(8, max(2, (cores or 2) // 2 // max(1, processes)))
 
 
 def worker_start_method() -> str | None:

@@ -51,16 +51,16 @@ ONNX_FORMAT = "fast-style/transformer-onnx-v1"
 AUTO_TILE_PIXELS = 2048 * 2048
 DEFAULT_TILE = 1024
 DEFAULT_OVERLAP = 64
-# On a GPU a whole pass is several times faster than tiles (3840x2160 fp16 on an H200: 82 ms
-# whole, 330 ms in 1024 px tiles) and peaked at 3.4 GB (~420 bytes a pixel; fp32 twice that):
-# benchmarks/gpu.md.
-GPU_BYTES_PER_PIXEL = 840
+# On a GPU a whole pass is faster than tiles (3840x2160 fp16 on an H200: infer.py's path 220 ms
+# whole, 331 ms in 1024 px tiles). The whole pass peaked at 3,680 MiB for 3904x2224 px (4K
+# with its margin): ~444 bytes a pixel in fp16, so ~900 in fp32 (benchmarks/gpu.md).
+GPU_BYTES_PER_PIXEL = 900
 
 
-def auto_tile_pixels(device: torch.device) -> int:
+def auto_tile_pixels(device: torch.device | None) -> int:
     """``tile=auto``'s threshold on ``device``: 2048x2048 on the CPU; on a GPU, what half its
-    free memory holds in one fp32 pass (e.g. 82 MP on a 139 GB card, 14 MP on 24 GB)."""
-    if device.type != "cuda":
+    free memory holds in one fp32 pass (~80 MP on a 141 GB card, ~13 MP on 24 GB)."""
+    if device is None or device.type != "cuda":
         return AUTO_TILE_PIXELS
     free, _ = torch.cuda.mem_get_info(device)
     return max(AUTO_TILE_PIXELS, free // 2 // GPU_BYTES_PER_PIXEL)
@@ -636,7 +636,7 @@ class StyleOptions:
 
     tile: int | None = None         # None: automatic; 0: never tile; > 0: window side in px
     tile_overlap: int = DEFAULT_OVERLAP
-    auto_tile_pixels: int = AUTO_TILE_PIXELS
+    auto_tile_pixels: int | None = None  # None: per device (auto_tile_pixels)
     preserve_color: bool = False
     strength: float = 1.0
     # px of the photo reflected around it before the network and cropped after: the network's
@@ -660,10 +660,11 @@ class StyleOptions:
             raise FastStyleError(f"tile_overlap={self.tile_overlap} must lie in [0, tile/4 = "
                                  f"{self.tile // 4}]")
 
-    def tile_for(self, height: int, width: int) -> int:
-        """The window side for this image, or 0 for one whole pass."""
+    def tile_for(self, height: int, width: int, device: torch.device | None = None) -> int:
+        """The window side for this image on ``device``, or 0 for one whole pass."""
         if self.tile is None:
-            return DEFAULT_TILE if height * width > self.auto_tile_pixels else 0
+            limit = self.auto_tile_pixels or auto_tile_pixels(device)
+            return DEFAULT_TILE if height * width > limit else 0
         if self.tile == 0 or max(padded_length(height), padded_length(width)) <= self.tile:
             return 0
         return _round4(self.tile)
@@ -681,18 +682,25 @@ def stylize_photo(model: Model, image: torch.Tensor, options: StyleOptions | Non
         return image.clone()
     h, w = image.shape[-2:]
     photo, image, margin = image, *with_margin(image, options.margin)
-    tile = options.tile_for(*image.shape[-2:])
-    if tile and not model.can_tile:
+    tile = options.tile_for(*image.shape[-2:], model.device) if model.can_tile else 0
+    if not model.can_tile and options.tile_for(*image.shape[-2:]):
         if options.tile:
             raise FastStyleError("tiling needs a PyTorch checkpoint (.pth or .ckpt): an ONNX "
                                  "graph cannot normalise tiles with whole-image statistics; "
                                  "pass tile=0 to run the image whole")
         warnings.warn(f"{w}x{h} is above the tiling threshold, but ONNX models run whole images "
                       "only: memory grows with the image (a .pth checkpoint tiles)", stacklevel=2)
-        tile = 0
     if not tile:
-        stylised = model(TF.to_dtype(image, torch.float32, scale=True).unsqueeze(0))[0]
-    else:
+        try:
+            stylised = model(TF.to_dtype(image, torch.float32, scale=True).unsqueeze(0))[0]
+        except torch.OutOfMemoryError:
+            # A GPU's free memory, read once for the threshold, can shrink (other processes):
+            # tiles need a fraction of it, so a photo never fails for its size.
+            if not model.can_tile or options.tile == 0:
+                raise
+            torch.cuda.empty_cache()
+            tile = DEFAULT_TILE
+    if tile:
         stylised = stylize_tiled(model, image, tile, _round4(options.tile_overlap), progress)
     return finish(photo, stylised[:, margin:margin + h, margin:margin + w],
                   options.preserve_color, options.strength)

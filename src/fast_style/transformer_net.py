@@ -115,8 +115,9 @@ class ConditionalInstanceNorm2d(InstanceNorm2d):
     ``style_weights`` (set by TransformerNet for each forward) is a (B, num_styles) matrix, or
     (1, num_styles) for the whole batch: row b mixes the styles for image b. One-hot rows pick a
     style (training); other rows blend styles by mixing their scales and shifts. Each image is
-    normalised as in InstanceNorm2d (batch norm over that one image, or the given ``stats``),
-    with its own mixed scale and shift: the same kernel as the single-style network.
+    normalised as in InstanceNorm2d (the same per-device route: batch norm over one image at a
+    time, or aten's instance_norm for a GPU's batches; or the given ``stats``), then takes its
+    own mixed scale and shift.
     """
 
     def __init__(self, num_features: int, num_styles: int):

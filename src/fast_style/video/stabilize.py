@@ -283,7 +283,8 @@ class Stabilizer:
         """The network's float output for one frame: whole, or tiled as stylize_photo would."""
         h, w = image.shape[-2:]
         image, margin = with_margin(image, self.options.margin)  # as stylize_photo
-        tile = self.options.tile_for(*image.shape[-2:]) if self.model.can_tile else 0
+        tile = (self.options.tile_for(*image.shape[-2:], self.model.device)
+                if self.model.can_tile else 0)
         if self.stats:
             self.stats.tiled = bool(tile)
         try:
