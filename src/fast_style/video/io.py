@@ -37,6 +37,7 @@ def _need_pyav() -> None:
     if av is None:
         raise FastStyleError("reading or writing video files needs PyAV: pip install av")
 
+
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif"})
 
 # Per output suffix: the video encoder and its quality options. x264 at CRF 18 is "visually
