@@ -682,14 +682,17 @@ def stylize_photo(model: Model, image: torch.Tensor, options: StyleOptions | Non
         return image.clone()
     h, w = image.shape[-2:]
     photo, image, margin = image, *with_margin(image, options.margin)
-    tile = options.tile_for(*image.shape[-2:], model.device) if model.can_tile else 0
-    if not model.can_tile and options.tile_for(*image.shape[-2:]):
+    # ONNX models (no tiling) are warned about at the CPU's threshold: ONNX Runtime's memory
+    # is not torch's to read.
+    tile = options.tile_for(*image.shape[-2:], model.device if model.can_tile else None)
+    if tile and not model.can_tile:
         if options.tile:
             raise FastStyleError("tiling needs a PyTorch checkpoint (.pth or .ckpt): an ONNX "
                                  "graph cannot normalise tiles with whole-image statistics; "
                                  "pass tile=0 to run the image whole")
         warnings.warn(f"{w}x{h} is above the tiling threshold, but ONNX models run whole images "
                       "only: memory grows with the image (a .pth checkpoint tiles)", stacklevel=2)
+        tile = 0
     if not tile:
         try:
             stylised = model(TF.to_dtype(image, torch.float32, scale=True).unsqueeze(0))[0]
