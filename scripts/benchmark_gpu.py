@@ -311,14 +311,12 @@ def quality_section(overrides: list[str], device: str, seconds: float, steps_per
     cpu_budget schedule ending where ``seconds`` of training end, judged on held-out photos."""
     import time_to_quality as ttq
 
-
     # train.py's own start-up (VGG, Grams, workers) and validations eat into the budget.
     steps = 4 if tiny else max(200, int(steps_per_s * seconds * 0.8))
     every = 2 if tiny else max(50, steps // 6 // 50 * 50)
-    workers = 0 if tiny else min(8, os.cpu_count() or 1)
+    # Loader workers: train.py's own data.num_workers=auto (8 on a 16-core GPU machine).
     recipe = [*overrides, *QUALITY_RECIPE, f"trainer.max_steps={steps}",
-              f"data.num_workers={workers}", *(["data.image_size=32", "data.batch_size=2"]
-                                               if tiny else [])]
+              *(["data.image_size=32", "data.batch_size=2", "data.num_workers=0"] if tiny else [])]
     with tempfile.TemporaryDirectory() as tmp:  # checkpoints and logs: only the network is kept
         try:
             start, ckpt_dir = ttq.train("gpu_quality", (seconds + 90) / 60, every, None,
