@@ -16,13 +16,35 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
+# On a GPU, a Gram's sum over positions runs in chunks of about this many positions, in
+# parallel, and the chunks' Grams are added. One (C x C) product per image over all H*W positions
+# gives the GPU only a few output tiles to spread over its ~100 multiprocessors: at relu1_2 and
+# relu2_2 (C = 64, 128; 65,536 and 16,384 positions at 256 px) cuBLAS ran 16 blocks for
+# milliseconds, a fifth of an H200's training step (benchmarks/gpu.md). A CPU has a few cores,
+# which one long product keeps busy: there the sum stays whole.
+GRAM_CHUNK_POSITIONS = 4096
 
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, C) Gram matrices divided by C*H*W, computed in fp32."""
+
+def gram_matrix(features: torch.Tensor, chunk_positions: int | None = None) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C) Gram matrices divided by C*H*W, computed in fp32.
+
+    ``chunk_positions``: split the sum over positions into chunks of about this many (0: never);
+    None: GRAM_CHUNK_POSITIONS on a GPU, 0 on a CPU. Chunks are used only when they divide the
+    positions evenly; the result is the same up to fp32 rounding order."""
     b, c, h, w = features.shape
+    if chunk_positions is None:
+        chunk_positions = 0 if features.device.type == "cpu" else GRAM_CHUNK_POSITIONS
     with torch.autocast(features.device.type, enabled=False):
         flat = features.float().reshape(b, c, h * w)
-        return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+        chunks = h * w // chunk_positions if chunk_positions else 0
+        if chunks >= 2 and (h * w) % chunks == 0:
+            # (B, C, k, n/k) -> (B*k, C, n/k): a view for channels_last features (positions are
+            # the outer dimension in memory), a copy otherwise.
+            parts = flat.reshape(b, c, chunks, -1).transpose(1, 2).reshape(b * chunks, c, -1)
+            grams = torch.bmm(parts, parts.transpose(1, 2)).reshape(b, chunks, c, c).sum(1)
+        else:
+            grams = torch.bmm(flat, flat.transpose(1, 2))
+        return grams / (c * h * w)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
