@@ -39,12 +39,17 @@ def test_compiled_training_follows_eager_in_bf16(style_path):
         torch.manual_seed(0)
         system = StyleTransferSystem(str(style_path), style_size=64, width=32,
                                      num_residual_blocks=1, compile=compile)
+        if compile:
+            system.compile_for_training()  # what on_fit_start does: here, the CPU's stages
+            assert all(stage._compiled_call_impl is not None for stage in (
+                system.transformer.encoder, system.transformer.residuals,
+                system.transformer.decoder))
         optimizer = system.configure_optimizers()
         photos = torch.rand(2, 3, 64, 64)
         curve = []
         for _ in range(3):
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = system.compute_losses(photos)["loss"]
+                loss = system.training_losses(photos)["loss"]
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -63,3 +68,56 @@ def test_learning_rate_warms_up_then_stays_or_follows_a_cosine():
     cosine = [lr_factor(s, 0, "cosine", 100) for s in (0, 50, 100, 150)]
     assert cosine == [1.0, pytest.approx(0.5), pytest.approx(0.0), pytest.approx(0.0)]
     assert lr_factor(10, 10, "cosine", 110) == 1.0  # the cosine starts after the warm-up
+
+
+@pytest.mark.parametrize("accumulate, world_size, mode", [(1, 1, "reduce-overhead"),
+                                                          (2, 1, "default"), (1, 2, "default")])
+def test_a_gpu_compiles_the_whole_step_with_cuda_graphs_where_they_are_safe(
+        style_path, monkeypatch, accumulate, world_size, mode):
+    """On a GPU, model.compile=true compiles compute_losses whole, replayed as CUDA graphs
+    unless gradient accumulation or DDP would see their reused buffers (no GPU here: the device
+    and trainer are stand-ins; benchmarks/gpu.sh runs the real thing)."""
+    from types import SimpleNamespace
+
+    system = StyleTransferSystem(str(style_path), style_size=32, width=8, num_residual_blocks=1,
+                                 compile=True)
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn, mode: compiled.append((fn, mode)) or fn)
+    system._device = torch.device("cuda", 0)
+    system._trainer = SimpleNamespace(accumulate_grad_batches=accumulate, world_size=world_size)
+    system.compile_for_training()
+    assert compiled == [(system.compute_losses, mode)]
+    assert system.cuda_graphs == (mode == "reduce-overhead")
+    assert system.transformer.encoder._compiled_call_impl is None  # not the CPU's route
+
+
+def test_train_losses_reach_the_logger_every_n_steps_and_at_the_last(style_path, tmp_path):
+    """The system logs only on the steps Lightning passes to the logger (log_every_n_steps, and
+    the last under train.py's FinalMetrics, which stops the run there): the logger gets the
+    same points as when every step logged, each with its own step's values."""
+    import csv
+
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+    from torch.utils.data import DataLoader
+
+    from fast_style.callbacks import FinalMetrics
+
+    torch.manual_seed(0)
+    system = StyleTransferSystem(str(style_path), style_size=32, width=8, num_residual_blocks=1)
+    trainer = L.Trainer(max_steps=7, logger=CSVLogger(tmp_path), enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        log_every_n_steps=3, accelerator="cpu")
+    step_losses = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, system, *args):
+            step_losses.append(float(system.step_losses["loss"]))
+
+    trainer.callbacks += [Record(), FinalMetrics()]
+    trainer.fit(system, DataLoader(list(torch.rand(14, 3, 32, 32)), batch_size=2))
+    [metrics] = tmp_path.glob("**/metrics.csv")
+    logged = {int(row["step"]): float(row["train/loss"])
+              for row in csv.DictReader(metrics.open()) if row.get("train/loss")}
+    assert sorted(logged) == [2, 5, 6]
+    assert all(logged[step] == pytest.approx(step_losses[step]) for step in logged)

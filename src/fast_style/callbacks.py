@@ -271,11 +271,12 @@ class GracefulStop(L.Callback):
     def on_train_batch_end(self, trainer, system, outputs, batch, batch_idx) -> None:
         if trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False):
             self.signal = self.signal or signal.SIGTERM  # another process was signalled
-            # Lightning sends a step's metrics to the loggers after this hook: send them now, at
-            # the step Lightning would use (as it does when a run stops), or the curve has a hole.
-            # Only train/*: logged_metrics also still holds the last validation's values.
-            step_metrics = {k: float(v) for k, v in trainer.logged_metrics.items()
-                            if k.startswith("train/")}
+            # Lightning sends a step's metrics to the loggers after this hook: send this step's
+            # losses now, at the step Lightning would use (as it does when a run stops), or the
+            # curve has a hole (the system logs only on logging steps; see training_step).
+            # Averaged over the processes, as its sync_dist logging does (every process is here).
+            step_metrics = {f"train/{k}": float(trainer.strategy.reduce(v, reduce_op="mean"))
+                            for k, v in system.step_losses.items()}
             step_metrics.setdefault("epoch", trainer.current_epoch)
             for logger in trainer.loggers:
                 logger.log_metrics(step_metrics, step=trainer.global_step - 1)

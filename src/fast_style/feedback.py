@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
+import time
 import warnings
 from collections import defaultdict
 
@@ -82,9 +84,21 @@ class StepProgressBar(TQDMProgressBar):
     def on_train_epoch_start(self, trainer: L.Trainer, *_) -> None:
         pass  # one bar for the whole run: a new epoch resets nothing
 
+    # A refresh reads the loss off the device, which on a GPU waits for every step queued there
+    # (~10 ms each): refreshing at most this often leaves the GPU a queue to work through.
+    REFRESH_S = 0.5
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._refreshed_at = -math.inf
+
     def on_train_batch_end(self, trainer, system, outputs, batch, batch_idx) -> None:
         bar = self.train_progress_bar
-        if self._should_update(trainer.global_step, bar.total) and not bar.disable:
+        now = time.monotonic()
+        due = now - self._refreshed_at >= self.REFRESH_S
+        if (not bar.disable and self._should_update(trainer.global_step, bar.total)
+                and (due or trainer.global_step >= bar.total)):
+            self._refreshed_at = now
             bar.n = trainer.global_step
             bar.set_postfix(self.get_metrics(trainer, system), refresh=True)
 

@@ -113,13 +113,11 @@ class StyleTransferSystem(L.LightningModule):
         for layer in style_layers:
             self.register_buffer(f"style_gram_{layer}", torch.cat(grams[layer]))
         self.to(memory_format=self.memory_format)
-        if compile:
-            # In place (nn.Module.compile): state_dict keys stay those of the plain network.
-            # Stage by stage: the whole network as one graph gave NaN gradients in bf16 from the
-            # first step (torch 2.14, CPU, width 32; width 8 and each stage alone were fine).
-            for stage in (self.transformer.encoder, self.transformer.residuals,
-                          self.transformer.decoder):
-                stage.compile()
+        # What training steps compute their losses with: compute_losses, compiled or not once
+        # the device is known (on_fit_start).
+        self.training_losses = self.compute_losses
+        self.cuda_graphs = False
+        self.step_losses: dict[str, torch.Tensor] = {}  # the last training step's, detached
 
     def transformer_hparams(self) -> dict:
         """What TransformerNet(**...) needs: stored in the small inference file too."""
@@ -187,6 +185,9 @@ class StyleTransferSystem(L.LightningModule):
             losses["loss"] = losses["loss"] + hp.stability_weight * losses["loss_stability"]
         return losses
 
+    # Eager even in a compiled step: its noise is seeded from the step number, which a graph
+    # would bake in (and recompile for at every step).
+    @torch.compiler.disable
     def stability_loss(self, photos: torch.Tensor, stylised: torch.Tensor,
                        style_weights: torch.Tensor | None = None) -> torch.Tensor:
         """Noise stability for video (Gupta et al. 2017, Huang et al. 2017): the same photos
@@ -202,15 +203,62 @@ class StyleTransferSystem(L.LightningModule):
         return torch.nn.functional.mse_loss(self.transformer(noisy, style_weights).float() * 255,
                                             stylised.float() * 255)
 
+    def on_fit_start(self) -> None:
+        if self.hparams.compile:
+            self.compile_for_training()
+
+    def compile_for_training(self) -> None:
+        """torch.compile, as suits the device (``model.compile=true``; benchmarks/gpu.md).
+
+        - A GPU: the whole training computation (network, VGG, losses) as one graph, replayed
+          as a CUDA graph ("reduce-overhead"): Inductor fuses the elementwise work and a replay
+          launches the step's ~800 kernels at once. 1.8x eager on an H200 at batch 4. Without
+          CUDA graphs where their reused buffers would be wrong: gradient accumulation adds into
+          the previous step's gradient buffers, and DDP's hooks run inside the backward.
+        - A CPU: the transform network stage by stage, in place (state_dict keys unchanged).
+          The whole network as one graph gave NaN gradients in bf16 from the first step
+          (torch 2.14, CPU, width 32; width 8 and each stage alone were fine).
+        Validation stays eager: its photos have other sizes, each a new graph.
+        """
+        if self.device.type != "cuda":
+            for stage in (self.transformer.encoder, self.transformer.residuals,
+                          self.transformer.decoder):
+                stage.compile()
+            return
+        trainer = self.trainer
+        self.cuda_graphs = trainer.accumulate_grad_batches == 1 and trainer.world_size == 1
+        self.training_losses = torch.compile(
+            self.compute_losses, mode="reduce-overhead" if self.cuda_graphs else "default")
+
     def training_step(self, photos: torch.Tensor, batch_idx: int) -> torch.Tensor:
         ids = self.batch_style_ids(batch_idx, photos.shape[0]) if self.multi_style else None
-        losses = self.compute_losses(photos, ids)
+        if self.cuda_graphs:
+            # A new step: the last replay's outputs may be overwritten from here on.
+            torch.compiler.cudagraph_mark_step_begin()
+        losses = self.training_losses(photos, ids)
+        if self.cuda_graphs:
+            # Replayed outputs live in buffers the next step reuses; what Lightning keeps
+            # (logged values, the step's output) must be copies.
+            losses = {k: v.clone() for k, v in losses.items()}
         if ids is not None:
             self.log_styles_of_batch(ids, losses.pop("style_per_image"))
-        # sync_dist: under DDP the logged value is the mean over all ranks' batches, not rank 0's.
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, sync_dist=True)
+        # This step's values, for a run that stops here on a signal (callbacks.GracefulStop).
+        self.step_losses = {k: v.detach() for k, v in losses.items()}
+        # Only on the steps Lightning hands to the logger: logging costs ~0.4 ms of CPU a value
+        # (measured), and a compiled GPU step takes ~10 ms. sync_dist: under DDP the logged
+        # value is the mean over all ranks' batches, not rank 0's.
+        if self.logs_this_step():
+            self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, sync_dist=True)
         self.log("loss", losses["loss"].detach(), prog_bar=True, logger=False)
         return losses["loss"]
+
+    def logs_this_step(self) -> bool:
+        """Whether Lightning passes this training step's values to the logger: every
+        ``log_every_n_steps`` steps, the last step, and a step after which training stops."""
+        trainer = self.trainer
+        last = 0 < trainer.max_steps <= self.global_step + 1
+        return ((self.global_step + 1) % trainer.log_every_n_steps == 0 or last
+                or trainer.should_stop)
 
     def log_styles_of_batch(self, ids: torch.Tensor, per_image: torch.Tensor) -> None:
         """train/loss_style/<name> for the styles this batch trained, straight to the logger.
@@ -219,10 +267,7 @@ class StyleTransferSystem(L.LightningModule):
         batch would be logged again with its last value (Lightning keeps every key of the epoch),
         a flat stale curve. This rank's photos only: under DDP the ranks hold different styles.
         """
-        trainer = self.trainer
-        last = 0 < trainer.max_steps <= self.global_step + 1  # Lightning logs the last step too
-        if (self.logger is None or not trainer.is_global_zero
-                or ((self.global_step + 1) % trainer.log_every_n_steps and not last)):
+        if self.logger is None or not self.trainer.is_global_zero or not self.logs_this_step():
             return
         self.logger.log_metrics({f"train/loss_style/{self.trained_styles[i]}":
                                  float(per_image[ids == i].mean())
