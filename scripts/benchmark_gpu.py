@@ -9,7 +9,11 @@ run stopped at its time limit still leaves what it measured:
 
 - train: images/s of train.py's real step (LightningModule under a Lightning Trainer, bf16-mixed,
   channels_last) at batch 4 and 16, 256 px, eager, the projected time for 40,000 steps, finite
-  losses, peak GPU memory; train_compiled (run last): the same with ``model.compile=true``;
+  losses, peak GPU memory; train_compiled: the same with ``model.compile=true`` (on a GPU, the
+  whole step compiled and replayed as CUDA graphs);
+- step_profile: where an eager step's GPU time goes (kernel time and launches per step, the top
+  kernels);
+- gram: the style loss's Grams summed whole against in chunks of positions (losses.py);
 - kernel_routes: the CPU-motivated choices (instance norm as per-image batch norm, reflection
   pads kept in bf16) against plain F.instance_norm and autocast's pads, step by step in turn;
 - data: photos/s the DataModule delivers with this machine's cores, against what training eats;
@@ -55,11 +59,11 @@ JOHNSON_STEPS = 40_000
 FULL = {"train_batches": (4, 16), "image_size": 256, "train_steps": 50, "train_warmup": 10,
         "route_steps": 15, "route_warmup": 3, "data_batches": 300, "data_warmup": 10,
         "infer_sizes": ((1024, 1024), (2160, 3840)), "infer_runs": 10, "psnr_size": 1024,
-        "video_size": (1080, 1920), "video_frames": 48}
+        "video_size": (1080, 1920), "video_frames": 48, "profile_steps": 5, "gram_runs": 12}
 TINY = {"train_batches": (2,), "image_size": 32, "train_steps": 2, "train_warmup": 1,
         "route_steps": 1, "route_warmup": 1, "data_batches": 3, "data_warmup": 1,
         "infer_sizes": ((48, 64),), "infer_runs": 1, "psnr_size": 48,
-        "video_size": (36, 64), "video_frames": 4}
+        "video_size": (36, 64), "video_frames": 4, "profile_steps": 1, "gram_runs": 1}
 TINY_OVERRIDES = ["model.width=8", "model.num_residual_blocks=1", "style.size=32",
                   "loss.vgg_weights=random"]
 
@@ -105,7 +109,9 @@ def train_run(overrides: list[str], device: str, batch_size: int, image_size: in
                 self.start = time.perf_counter()
 
         def on_train_batch_end(self, trainer, module, outputs, *args):
-            self.losses.append(float(outputs["loss"]))
+            # Kept on the device and read at the end: reading each step's loss would make the
+            # CPU wait for the GPU every step, which train.py does not (feedback.StepProgressBar).
+            self.losses.append(outputs["loss"])
             if trainer.global_step == 1:
                 sync(device)
                 self.first_step_s = time.perf_counter() - self.start
@@ -123,6 +129,7 @@ def train_run(overrides: list[str], device: str, batch_size: int, image_size: in
     trainer.fit(system, train_dataloaders=DataLoader(photos, batch_size=batch_size,
                                                      pin_memory=device == "cuda"))
     step_s = clock.elapsed / steps
+    clock.losses = [float(loss) for loss in clock.losses]
     return {
         "batch_size": batch_size, "image_size": image_size, "precision": precision,
         "channels_last": bool(system.hparams.channels_last), "compile": compile_,
@@ -134,6 +141,74 @@ def train_run(overrides: list[str], device: str, batch_size: int, image_size: in
         "first_loss": round(clock.losses[0], 1), "last_loss": round(clock.losses[-1], 1),
         "peak_gpu_memory_mb": peak_memory_mb(device),
     }, system
+
+
+def step_profile(overrides: list[str], device: str, batch_size: int, image_size: int,
+                 steps: int) -> dict:
+    """Where an eager training step's GPU time goes (torch.profiler): kernel time and launches
+    per step, and the kernels that take most. Kernel time near the step time means the GPU, not
+    Python, sets the pace."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from fast_style.hardware import training_precision
+
+    cfg = compose_train_config(overrides)
+    system = build_system(cfg, reference=False).to(device).train()
+    optimizer = system.configure_optimizers()
+    bf16 = training_precision(cfg.trainer.precision, device) == "bf16-mixed"
+    photos = torch.rand(batch_size, 3, image_size, image_size, device=device)
+
+    def step():
+        with torch.autocast(device, torch.bfloat16, enabled=bf16):
+            loss = system.compute_losses(photos)["loss"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(3):
+        step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        sync(device)
+    kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+    per_step = sum(e.self_device_time_total for e in kernels) / steps / 1000
+    top = sorted(kernels, key=lambda e: -e.self_device_time_total)[:8]
+    return {"batch_size": batch_size, "image_size": image_size, "profiled_steps": steps,
+            "kernel_ms_per_step": round(per_step, 2),
+            "kernels_per_step": round(sum(e.count for e in kernels) / steps),
+            "top_kernels": [{"kernel": e.key[:90], "ms_per_step":
+                             round(e.self_device_time_total / steps / 1000, 3),
+                             "calls_per_step": e.count // steps} for e in top]}
+
+
+def gram_section(device: str, batch_size: int, image_size: int, runs: int) -> dict:
+    """The style loss's Grams (forward and backward, the four style layers' shapes in bf16
+    channels_last) summed whole against in chunks of positions (losses.GRAM_CHUNK_POSITIONS),
+    in turn."""
+    from fast_style.losses import GRAM_CHUNK_POSITIONS, gram_matrix
+
+    shapes = [(64, image_size), (128, image_size // 2), (256, image_size // 4),
+              (512, image_size // 8)]
+    features = [torch.rand(batch_size, c, side, side, device=device, dtype=torch.bfloat16)
+                .contiguous(memory_format=torch.channels_last).requires_grad_()
+                for c, side in shapes]
+
+    def grams(chunk: int) -> None:
+        total = sum(gram_matrix(f, chunk).square().sum() for f in features)
+        total.backward()
+
+    variants = {"whole": 0, f"chunks of {GRAM_CHUNK_POSITIONS}": GRAM_CHUNK_POSITIONS}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(runs):
+        for name, chunk in variants.items():
+            times[name] += time_ms(partial(grams, chunk), 1, device)
+    medians = {name: statistics.median(t[2:] or t) for name, t in times.items()}
+    whole = medians["whole"]
+    return {"batch_size": batch_size, "layers": [f"{c}x{side}x{side}" for c, side in shapes],
+            **{f"{name}_ms": round(ms, 3) for name, ms in medians.items()},
+            "speedup": {name: round(whole / ms, 2) for name, ms in medians.items()}}
 
 
 # ----------------------------------------------------------------------------------- infer
@@ -306,16 +381,19 @@ QUALITY_RECIPE = ["lr=2e-3", "lr_warmup_steps=100", "lr_decay=cosine"]  # experi
 
 
 def quality_section(overrides: list[str], device: str, seconds: float, steps_per_s: float,
-                    out_dir: Path, tiny: bool) -> dict:
+                    out_dir: Path, tiny: bool, compile_s: float | None = None) -> dict:
     """`python train.py style=starry_night` (256 px, batch 4, this GPU's precision) with the
-    cpu_budget schedule ending where ``seconds`` of training end, judged on held-out photos."""
+    cpu_budget schedule ending where ``seconds`` of training end, judged on held-out photos.
+    ``compile_s``: train with model.compile=true, whose first step took that long."""
     import time_to_quality as ttq
 
     # train.py's own start-up (VGG, Grams, workers) and validations eat into the budget.
-    steps = 4 if tiny else max(200, int(steps_per_s * seconds * 0.8))
+    stepping_s = seconds - (compile_s or 0)
+    steps = 4 if tiny else max(200, int(steps_per_s * stepping_s * 0.8))
     every = 2 if tiny else max(50, steps // 6 // 50 * 50)
     # Loader workers: train.py's own data.num_workers=auto (8 on a 16-core GPU machine).
     recipe = [*overrides, *QUALITY_RECIPE, f"trainer.max_steps={steps}",
+              *(["model.compile=true"] if compile_s is not None else []),
               *(["data.image_size=32", "data.batch_size=2", "data.num_workers=0"] if tiny else [])]
     with tempfile.TemporaryDirectory() as tmp:  # checkpoints and logs: only the network is kept
         try:
@@ -362,10 +440,16 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--quality-s", type=float, default=0,
                         help="also train for this many seconds and judge (adds to --budget-s)")
+    parser.add_argument("--sections", help="run only these, comma-separated (default: all)")
+    parser.add_argument("--train-batches", help="training batch sizes, comma-separated "
+                        "(default: 4,16)")
     args, overrides = parser.parse_known_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here: run with --device cpu --tiny for the smoke run")
-    size = TINY if args.tiny else FULL
+    size = dict(TINY if args.tiny else FULL)
+    if args.train_batches:
+        size["train_batches"] = tuple(int(b) for b in args.train_batches.split(","))
+    wanted = set(args.sections.split(",")) if args.sections else None
     budget_s = args.budget_s + (args.quality_s + 60 if args.quality_s else 0)
     overrides = [*(TINY_OVERRIDES if args.tiny else []), *overrides]
     began = time.perf_counter()
@@ -379,6 +463,8 @@ def main() -> None:
 
     def record(name: str, fn):
         """Run one section; its result or its error goes into the report, written at once."""
+        if wanted is not None and name not in wanted:
+            return
         start = time.perf_counter()
         try:
             report["sections"][name] = fn()
@@ -432,24 +518,33 @@ def main() -> None:
                   "num_workers": 0 if args.tiny else workers, "val_count": 1}
         result = measure_data(loader, size["data_batches"], size["data_warmup"])
         trains = [r for r in report["sections"].get("train", []) if "images_per_s" in r]
-        if trains:  # eager training (the compiled runs come last)
+        if trains:  # eager training
             fastest = max(r["images_per_s"] for r in trains)
             result["fastest_training_images_per_s"] = fastest
             result["data_over_training"] = round(result["photos_per_s"] / fastest, 2)
         return result
 
     def quality():
-        trains = [r for r in report["sections"].get("train", []) if "images_per_s" in r]
-        if not trains:
-            raise RuntimeError("no eager training rate measured to size the schedule from")
-        row = next((r for r in trains if r["batch_size"] == 4), trains[0])  # train.py's batch
-        steps_per_s = row["images_per_s"] / row["batch_size"]
-        return quality_section(overrides, args.device, args.quality_s, steps_per_s, out.parent,
-                               args.tiny)
+        def batch4(section: str) -> dict | None:  # train.py's batch, else the first measured
+            rows = [r for r in report["sections"].get(section, [])
+                    if isinstance(r, dict) and r.get("losses_finite")]
+            return next((r for r in rows if r["batch_size"] == 4), rows[0] if rows else None)
 
-    # Compiled runs last: their compile time is the least predictable, and a run cut off at its
-    # time limit should lose nothing else.
+        eager, compiled = batch4("train"), batch4("train_compiled")
+        if eager is None:
+            raise RuntimeError("no eager training rate measured to size the schedule from")
+        # Compiled where it trained finite and faster: then its compilation time comes off.
+        use = compiled if compiled and compiled["step_ms"] < eager["step_ms"] else eager
+        return quality_section(overrides, args.device, args.quality_s,
+                               use["images_per_s"] / use["batch_size"], out.parent, args.tiny,
+                               compile_s=use["first_step_s"] if use is compiled else None)
+
+    # Training first, compiled too: the quality run is sized from the faster of the two.
     record("train", train_eager)
+    record("train_compiled", train_compiled)
+    record("step_profile", lambda: step_profile(overrides, args.device, 4, size["image_size"],
+                                                size["profile_steps"]))
+    record("gram", lambda: gram_section(args.device, 4, size["image_size"], size["gram_runs"]))
     if "net" not in trained:  # training failed: time and check an untrained network instead
         from fast_style.transformer_net import TransformerNet
 
@@ -467,7 +562,6 @@ def main() -> None:
     if not (args.no_compile or args.tiny):  # (--tiny: Inductor takes minutes on a CPU)
         record("infer_compiled", lambda: infer_compiled_section(
             trained["net"], args.device, size["infer_sizes"][0], size["infer_runs"]))
-    record("train_compiled", train_compiled)
     failed = [n for n, s in report["sections"].items() if isinstance(s, dict) and "error" in s]
     print(f"wrote {out} in {report['wall_s']} s; failed sections: {failed or 'none'}")
     sys.exit(1 if failed else 0)
