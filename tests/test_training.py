@@ -91,10 +91,13 @@ def test_a_gpu_compiles_the_whole_step_with_cuda_graphs_where_they_are_safe(
     assert system.transformer.encoder._compiled_call_impl is None  # not the CPU's route
 
 
-def test_train_losses_reach_the_logger_every_n_steps_and_at_the_last(style_path, tmp_path):
-    """The system logs only on the steps Lightning passes to the logger (log_every_n_steps, and
-    the last under train.py's FinalMetrics, which stops the run there): the logger gets the
-    same points as when every step logged, each with its own step's values."""
+@pytest.mark.parametrize("length", [{"max_steps": 7}, {"max_epochs": 1}])
+def test_train_losses_reach_the_logger_every_n_steps_and_at_the_last(style_path, tmp_path,
+                                                                      length):
+    """The system logs only on the steps Lightning passes to the logger: every
+    log_every_n_steps, and the last, where train.py's FinalMetrics stops the run (after the
+    training step: by max_steps or, decided by a callback, by max_epochs). Each point holds its
+    own step's values."""
     import csv
 
     import lightning as L
@@ -105,9 +108,9 @@ def test_train_losses_reach_the_logger_every_n_steps_and_at_the_last(style_path,
 
     torch.manual_seed(0)
     system = StyleTransferSystem(str(style_path), style_size=32, width=8, num_residual_blocks=1)
-    trainer = L.Trainer(max_steps=7, logger=CSVLogger(tmp_path), enable_checkpointing=False,
+    trainer = L.Trainer(logger=CSVLogger(tmp_path), enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False,
-                        log_every_n_steps=3, accelerator="cpu")
+                        log_every_n_steps=3, accelerator="cpu", **length)
     step_losses = []
 
     class Record(L.Callback):
@@ -115,9 +118,33 @@ def test_train_losses_reach_the_logger_every_n_steps_and_at_the_last(style_path,
             step_losses.append(float(system.step_losses["loss"]))
 
     trainer.callbacks += [Record(), FinalMetrics()]
-    trainer.fit(system, DataLoader(list(torch.rand(14, 3, 32, 32)), batch_size=2))
+    trainer.fit(system, DataLoader(list(torch.rand(14, 3, 32, 32)), batch_size=2))  # 7 steps
     [metrics] = tmp_path.glob("**/metrics.csv")
     logged = {int(row["step"]): float(row["train/loss"])
               for row in csv.DictReader(metrics.open()) if row.get("train/loss")}
     assert sorted(logged) == [2, 5, 6]
     assert all(logged[step] == pytest.approx(step_losses[step]) for step in logged)
+    assert len(set(logged.values())) == 3
+
+
+def test_cuda_graph_steps_mark_each_step_and_keep_copies(style_path, monkeypatch):
+    """With CUDA graphs (a GPU's compiled step), each training step tells the graph trees that
+    a new step begins, and what Lightning keeps are copies, not the replay's reused buffers. The
+    branch runs here on a CPU with the eager losses standing in for the compiled ones."""
+    system = StyleTransferSystem(str(style_path), style_size=32, width=8, num_residual_blocks=1)
+    system.cuda_graphs = True
+    marks, returned = [], []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+
+    def replayed(photos, ids=None):
+        returned.append(losses := system.compute_losses(photos, ids))
+        return losses
+
+    system.training_losses = replayed
+    monkeypatch.setattr(StyleTransferSystem, "trainer", property(lambda self: None))
+    loss = system.training_step(torch.rand(2, 3, 32, 32), 0)
+    assert marks == [1]
+    assert loss.data_ptr() != returned[0]["loss"].data_ptr()
+    assert torch.equal(loss, returned[0]["loss"])
+    assert all(system.step_losses[k].data_ptr() != v.data_ptr()
+               for k, v in returned[0].items())

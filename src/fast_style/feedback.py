@@ -84,8 +84,8 @@ class StepProgressBar(TQDMProgressBar):
     def on_train_epoch_start(self, trainer: L.Trainer, *_) -> None:
         pass  # one bar for the whole run: a new epoch resets nothing
 
-    # A refresh reads the loss off the device, which on a GPU waits for every step queued there
-    # (~10 ms each): refreshing at most this often leaves the GPU a queue to work through.
+    # A refresh reads the step's loss off the device, which on a GPU waits for every step
+    # queued there (~10 ms each): refreshing at most this often leaves the GPU a queue.
     REFRESH_S = 0.5
 
     def __init__(self, *args, **kwargs):
@@ -94,10 +94,11 @@ class StepProgressBar(TQDMProgressBar):
 
     def on_train_batch_end(self, trainer, system, outputs, batch, batch_idx) -> None:
         bar = self.train_progress_bar
+        if bar.disable or not self._should_update(trainer.global_step, bar.total):
+            return
         now = time.monotonic()
-        due = now - self._refreshed_at >= self.REFRESH_S
-        if (not bar.disable and self._should_update(trainer.global_step, bar.total)
-                and (due or trainer.global_step >= bar.total)):
+        last = trainer.should_stop or (bar.total is not None and trainer.global_step >= bar.total)
+        if now - self._refreshed_at >= self.REFRESH_S or last:
             self._refreshed_at = now
             bar.n = trainer.global_step
             bar.set_postfix(self.get_metrics(trainer, system), refresh=True)
@@ -105,6 +106,11 @@ class StepProgressBar(TQDMProgressBar):
     def get_metrics(self, trainer, system):
         metrics = super().get_metrics(trainer, system)
         metrics.pop("v_num", None)  # the TensorBoard version: noise next to the loss
+        # The last step's loss, read only here (the system logs none to the bar: see its
+        # on_train_batch_end).
+        loss = getattr(system, "step_losses", {}).get("loss")
+        if loss is not None:
+            metrics["loss"] = float(loss)
         return metrics
 
 
