@@ -11,23 +11,29 @@ def test_gram_matches_hand_computation():
     assert torch.allclose(gram_matrix(features), expected)
 
 
-@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
-def test_gram_summed_in_chunks_of_positions_is_the_same_gram(memory_format):
+def test_gram_summed_in_chunks_of_positions_is_the_same_gram():
     """The GPU's chunked sum (losses.GRAM_CHUNK_POSITIONS) changes the order of the fp32 sum
-    only: same Grams, same gradients, in either memory layout; chunks that do not divide the
-    positions evenly fall back to one sum."""
+    only: same Grams, same gradients. It chunks channels_last features (a view) whose positions
+    the chunks divide, and sums the rest whole; a CPU's default is one sum."""
     torch.manual_seed(0)
-    features = torch.randn(3, 8, 16, 12).contiguous(memory_format=memory_format)
+    features = torch.randn(3, 8, 16, 12).contiguous(memory_format=torch.channels_last)
     whole_in = features.clone().requires_grad_()
     chunked_in = features.clone().requires_grad_()
     whole, chunked = gram_matrix(whole_in, 0), gram_matrix(chunked_in, 48)  # 4 chunks of 48
     assert torch.allclose(chunked, whole, rtol=1e-5, atol=1e-7)
-    (whole * torch.arange(64.0).view(8, 8)).sum().backward()
-    (chunked * torch.arange(64.0).view(8, 8)).sum().backward()
+    weights = torch.arange(64.0).view(8, 8)
+    (whole * weights).sum().backward()
+    (chunked * weights).sum().backward()
     assert torch.allclose(chunked_in.grad, whole_in.grad, rtol=1e-5, atol=1e-6)
-    odd = torch.randn(2, 4, 5, 7)  # 35 positions: 3 chunks of ~10 do not divide them
-    assert torch.equal(gram_matrix(odd, 10), gram_matrix(odd, 0))
-    assert gram_matrix(features).shape == (3, 8, 8)  # a CPU's default: one sum
+
+    # Summed in another order, the chunks round differently: so equality below means one sum.
+    large = torch.randn(2, 16, 64, 128).contiguous(memory_format=torch.channels_last)
+    assert not torch.equal(gram_matrix(large, 4096), gram_matrix(large, 0))
+    assert torch.equal(gram_matrix(large), gram_matrix(large, 0))  # the CPU's default
+    nchw = large.contiguous()
+    assert torch.equal(gram_matrix(nchw, 4096), gram_matrix(nchw, 0))  # NCHW: one sum
+    odd = torch.randn(2, 4, 5, 7).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(gram_matrix(odd, 10), gram_matrix(odd, 0))  # 3 chunks do not divide 35
 
 
 def test_gram_is_fp32_under_bf16_autocast():

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 
 # On a GPU, a Gram's sum over positions runs in chunks of about this many positions, in
 # parallel, and the chunks' Grams are added. One (C x C) product per image over all H*W positions
-# gives the GPU only a few output tiles to spread over its ~100 multiprocessors: at relu1_2 and
-# relu2_2 (C = 64, 128; 65,536 and 16,384 positions at 256 px) cuBLAS ran 16 blocks for
-# milliseconds, a fifth of an H200's training step (benchmarks/gpu.md). A CPU has a few cores,
-# which one long product keeps busy: there the sum stays whole.
+# gives the GPU only a few output tiles to spread over its ~100 multiprocessors: at relu1_2
+# (C = 64, 65,536 positions at 256 px) cuBLAS ran 16 blocks for a batch of 4, at relu2_2 64;
+# 2.7 ms of an H200's 12.9 ms of kernels a training step (benchmarks/gpu.md). A CPU has a few
+# cores, which one long product keeps busy: there the sum stays whole.
 GRAM_CHUNK_POSITIONS = 4096
 
 
@@ -29,17 +29,19 @@ def gram_matrix(features: torch.Tensor, chunk_positions: int | None = None) -> t
     """(B, C, H, W) -> (B, C, C) Gram matrices divided by C*H*W, computed in fp32.
 
     ``chunk_positions``: split the sum over positions into chunks of about this many (0: never);
-    None: GRAM_CHUNK_POSITIONS on a GPU, 0 on a CPU. Chunks are used only when they divide the
-    positions evenly; the result is the same up to fp32 rounding order."""
+    None: GRAM_CHUNK_POSITIONS on a GPU, 0 on a CPU. Chunks are used only for channels_last
+    features (where they are a view, no copy) and when they divide the positions evenly; the
+    result is the same up to fp32 rounding order."""
     b, c, h, w = features.shape
     if chunk_positions is None:
         chunk_positions = 0 if features.device.type == "cpu" else GRAM_CHUNK_POSITIONS
     with torch.autocast(features.device.type, enabled=False):
         flat = features.float().reshape(b, c, h * w)
         chunks = h * w // chunk_positions if chunk_positions else 0
-        if chunks >= 2 and (h * w) % chunks == 0:
-            # (B, C, k, n/k) -> (B*k, C, n/k): a view for channels_last features (positions are
-            # the outer dimension in memory), a copy otherwise.
+        if (chunks >= 2 and (h * w) % chunks == 0
+                and features.is_contiguous(memory_format=torch.channels_last)):
+            # (B, C, k, n/k) -> (B*k, C, n/k): a view, since in channels_last memory positions
+            # are the outer dimension.
             parts = flat.reshape(b, c, chunks, -1).transpose(1, 2).reshape(b * chunks, c, -1)
             grams = torch.bmm(parts, parts.transpose(1, 2)).reshape(b, chunks, c, c).sum(1)
         else:
