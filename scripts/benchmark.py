@@ -5,6 +5,7 @@
     python scripts/benchmark.py train --compare --json              # both, alternating: the ratio
     python scripts/benchmark.py data --num-workers 2 --json         # photos/s the DataModule delivers
     python scripts/benchmark.py overfit --steps 200 --json          # bf16 vs fp32 loss curves
+    python scripts/benchmark.py overhead                            # Lightning's share of a step
 
 Extra ``key=value`` arguments are Hydra overrides of configs/train.yaml (e.g. trainer.precision=
 32-true model.channels_last=false model.compile=true): the benchmark builds exactly what
@@ -167,6 +168,11 @@ def interleaved_train(overrides: list[str], names: list[str], batch_size: int, i
         cfg = compose_train_config(overrides + extra)
         system = build_system(cfg, reference).to(device).train()
         set_kernel_routes(system.transformer, batch_norm, pads)
+        if system.hparams.compile:
+            if device != "cpu":  # a GPU's compiled step needs the Trainer (CUDA graphs, DDP)
+                raise SystemExit("model.compile=true: time it under the Trainer "
+                                 "(scripts/benchmark_gpu.py's train_compiled)")
+            system.compile_for_training()  # what fit does: the CPU's stage-wise compile
         precision = "32-true" if reference else training_precision(cfg.trainer.precision, device)
         systems[name] = (system, system.configure_optimizers(), precision)
     photos = torch.rand(batch_size, 3, image_size, image_size, device=device)
@@ -177,7 +183,7 @@ def interleaved_train(overrides: list[str], names: list[str], batch_size: int, i
             sync()
             start = time.perf_counter()
             with torch.autocast(device, torch.bfloat16, enabled=precision == "bf16-mixed"):
-                loss = system.compute_losses(photos)["loss"]
+                loss = system.training_losses(photos)["loss"]
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -365,6 +371,62 @@ def cmd_floor(args, overrides) -> dict:
             **machine(), "overrides": overrides}
 
 
+def cmd_overhead(args, overrides) -> dict:
+    """Lightning's share of a training step: the real system under a Trainer set up as
+    train.py's (its progress bar, a CSV logger, log_every_n_steps=10) with a 16 px, width-4
+    network and random VGG weights, so that the compute is small. Reports ms per step and how
+    many values per step are read off the device (each read makes a CPU wait for a GPU)."""
+    import contextlib
+    import io
+    import tempfile
+
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+    from torch.utils.data import DataLoader
+
+    from fast_style.feedback import StepProgressBar
+    from fast_style.module import StyleTransferSystem
+    from fast_style.styles import resolve_style_image
+
+    reads = [0]
+
+    def counted(read):
+        def wrapper(tensor):
+            reads[0] += 1
+            return read(tensor)
+        return wrapper
+
+    class Clock(L.Callback):
+        def on_train_batch_start(self, trainer, *_):
+            if trainer.global_step == args.warmup:
+                self.start, self.reads = time.perf_counter(), reads[0]
+
+        def on_train_end(self, *_):
+            self.seconds, self.reads = time.perf_counter() - self.start, reads[0] - self.reads
+
+    style = compose_train_config(overrides).style  # any painting: VGG's weights are random
+    system = StyleTransferSystem(str(resolve_style_image(style.name, style.image, style.file,
+                                                         style.url, style.sha256)),
+                                 style_size=16, width=4, num_residual_blocks=1,
+                                 vgg_weights="random")
+    steps, clock = args.warmup + args.steps, Clock()
+    item, to_float = torch.Tensor.item, torch.Tensor.__float__
+    torch.Tensor.item, torch.Tensor.__float__ = counted(item), counted(to_float)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps,
+                                logger=CSVLogger(tmp), enable_checkpointing=False,
+                                callbacks=[clock, StepProgressBar()], enable_model_summary=False,
+                                log_every_n_steps=10, limit_val_batches=0)
+            trainer.fit(system, DataLoader(torch.rand(steps * 2, 3, 16, 16), batch_size=2))
+    finally:
+        torch.Tensor.item, torch.Tensor.__float__ = item, to_float
+    return {"benchmark": "step-overhead", "steps": args.steps, "warmup_steps": args.warmup,
+            "ms_per_step": round(clock.seconds / args.steps * 1000, 3),
+            "values_read_per_step": round(clock.reads / args.steps, 2), **machine()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -399,6 +461,11 @@ def main() -> None:
     floor.add_argument("--image-size", type=int, default=256)
     floor.add_argument("--steps", type=int, default=5, help="timed convolution passes")
     floor.set_defaults(func=cmd_floor)
+
+    overhead = sub.add_parser("overhead", help="Lightning's CPU work and device reads a step")
+    overhead.add_argument("--steps", type=int, default=200, help="timed steps after warm-up")
+    overhead.add_argument("--warmup", type=int, default=20)
+    overhead.set_defaults(func=cmd_overhead)
 
     from benchmark_infer import add_infer_parser  # the infer subcommand lives beside this file
 

@@ -46,6 +46,8 @@ from pathlib import Path
 
 import torch
 
+from fast_style.losses import GRAM_CHUNK_POSITIONS
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark import (  # scripts/ is not a package: imported through sys.path
     build_system,
@@ -59,11 +61,13 @@ JOHNSON_STEPS = 40_000
 FULL = {"train_batches": (4, 16), "image_size": 256, "train_steps": 50, "train_warmup": 10,
         "route_steps": 15, "route_warmup": 3, "data_batches": 300, "data_warmup": 10,
         "infer_sizes": ((1024, 1024), (2160, 3840)), "infer_runs": 10, "psnr_size": 1024,
-        "video_size": (1080, 1920), "video_frames": 48, "profile_steps": 5, "gram_runs": 12}
+        "video_size": (1080, 1920), "video_frames": 48, "profile_steps": 5, "gram_runs": 12,
+        "gram_chunk": GRAM_CHUNK_POSITIONS}
 TINY = {"train_batches": (2,), "image_size": 32, "train_steps": 2, "train_warmup": 1,
         "route_steps": 1, "route_warmup": 1, "data_batches": 3, "data_warmup": 1,
         "infer_sizes": ((48, 64),), "infer_runs": 1, "psnr_size": 48,
-        "video_size": (36, 64), "video_frames": 4, "profile_steps": 1, "gram_runs": 1}
+        "video_size": (36, 64), "video_frames": 4, "profile_steps": 1, "gram_runs": 1,
+        "gram_chunk": 256}  # 32 px: 1,024 positions at relu1_2, 4 chunks
 TINY_OVERRIDES = ["model.width=8", "model.num_residual_blocks=1", "style.size=32",
                   "loss.vgg_weights=random"]
 
@@ -183,11 +187,12 @@ def step_profile(overrides: list[str], device: str, batch_size: int, image_size:
                              "calls_per_step": e.count // steps} for e in top]}
 
 
-def gram_section(device: str, batch_size: int, image_size: int, runs: int) -> dict:
+def gram_section(device: str, batch_size: int, image_size: int, runs: int,
+                 chunk: int) -> dict:
     """The style loss's Grams (forward and backward, the four style layers' shapes in bf16
-    channels_last) summed whole against in chunks of positions (losses.GRAM_CHUNK_POSITIONS),
-    in turn."""
-    from fast_style.losses import GRAM_CHUNK_POSITIONS, gram_matrix
+    channels_last) summed whole against in chunks of ``chunk`` positions
+    (losses.GRAM_CHUNK_POSITIONS in the real run), in turn."""
+    from fast_style.losses import gram_matrix
 
     shapes = [(64, image_size), (128, image_size // 2), (256, image_size // 4),
               (512, image_size // 8)]
@@ -195,18 +200,19 @@ def gram_section(device: str, batch_size: int, image_size: int, runs: int) -> di
                 .contiguous(memory_format=torch.channels_last).requires_grad_()
                 for c, side in shapes]
 
-    def grams(chunk: int) -> None:
-        total = sum(gram_matrix(f, chunk).square().sum() for f in features)
+    def grams(chunk_positions: int) -> None:
+        total = sum(gram_matrix(f, chunk_positions).square().sum() for f in features)
         total.backward()
 
-    variants = {"whole": 0, f"chunks of {GRAM_CHUNK_POSITIONS}": GRAM_CHUNK_POSITIONS}
+    variants = {"whole": 0, "chunks": chunk}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(runs):
-        for name, chunk in variants.items():
-            times[name] += time_ms(partial(grams, chunk), 1, device)
+        for name, positions in variants.items():
+            times[name] += time_ms(partial(grams, positions), 1, device)
     medians = {name: statistics.median(t[2:] or t) for name, t in times.items()}
     whole = medians["whole"]
     return {"batch_size": batch_size, "layers": [f"{c}x{side}x{side}" for c, side in shapes],
+            "chunk_positions": chunk,
             **{f"{name}_ms": round(ms, 3) for name, ms in medians.items()},
             "speedup": {name: round(whole / ms, 2) for name, ms in medians.items()}}
 
@@ -544,7 +550,8 @@ def main() -> None:
     record("train_compiled", train_compiled)
     record("step_profile", lambda: step_profile(overrides, args.device, 4, size["image_size"],
                                                 size["profile_steps"]))
-    record("gram", lambda: gram_section(args.device, 4, size["image_size"], size["gram_runs"]))
+    record("gram", lambda: gram_section(args.device, 4, size["image_size"], size["gram_runs"],
+                                        size["gram_chunk"]))
     if "net" not in trained:  # training failed: time and check an untrained network instead
         from fast_style.transformer_net import TransformerNet
 

@@ -32,7 +32,8 @@ def test_gpu_benchmark_runs_every_section_in_tiny_mode(tmp_path):
     assert sections["train_compiled"][0]["skipped"]  # compiling is for the real run
     assert sections["step_profile"]["profiled_steps"] == 1  # no CUDA kernels on a CPU
     gram = sections["gram"]
-    assert gram["whole_ms"] > 0 and gram["chunks of 4096_ms"] > 0 and len(gram["layers"]) == 4
+    assert gram["whole_ms"] > 0 and gram["chunks_ms"] > 0 and len(gram["layers"]) == 4
+    assert gram["chunk_positions"] == 256  # chunks at tiny sizes too: the chunked path runs
     routes = sections["kernel_routes"]["variants"]
     assert {"default", "bf16 channels_last batchnorm-IN",
             "bf16 channels_last aten-IN autocast-pads"} <= routes.keys()
