@@ -543,6 +543,18 @@ def test_evaluate_leaves_no_scratch_folder_in_tmpdir(tmp_path, tiny_run):
     assert list(tmpdir.iterdir()) == []
 
 
+def start_with_ctrl_c(args: list[str], **kwargs) -> subprocess.Popen:
+    """Popen whose child has Ctrl-C's default, as in a terminal. A test run started in the
+    background by a non-interactive shell ignores SIGINT; a child inherits an ignored signal,
+    and Python then installs no KeyboardInterrupt handler: infer.py ran on, deaf to it (exit 0).
+    A handled signal is reset to the default in the child, so handle it while starting one."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(args, **kwargs)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.slow
 def test_sigterm_and_ctrl_c_during_infer_leave_no_partial_output(tmp_path, tiny_run):
     run_dir, _ = tiny_run
@@ -551,12 +563,12 @@ def test_sigterm_and_ctrl_c_during_infer_leave_no_partial_output(tmp_path, tiny_
         write_photo(photos / f"b{i}.png", size=(1400, 1000), seed=i)
     for sig, status in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
         out = tmp_path / f"out_{sig.name}"
-        proc = subprocess.Popen([sys.executable, str(REPO / "infer.py"),
-                                 f"ckpt={run_dir / 'ckpt' / 'starry_night.pth'}",
-                                 f"input={photos}", f"output={out}", "format=png",
-                                 "progress=false"],
-                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = start_with_ctrl_c([sys.executable, str(REPO / "infer.py"),
+                                  f"ckpt={run_dir / 'ckpt' / 'starry_night.pth'}",
+                                  f"input={photos}", f"output={out}", "format=png",
+                                  "progress=false"],
+                                 cwd=tmp_path, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 300
         while not (out.exists() and any(out.iterdir())):  # the first photo is being written
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
