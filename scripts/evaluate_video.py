@@ -4,9 +4,10 @@
 
 For each mode (frame: frame by frame, as photos; stats: instance-norm statistics shared over
 time; denoise: the network sees each frame averaged with the previous ones along the optical
-flow; blend: blend of consecutive outputs where the input stood still; flow: the same after
-moving the previous output along the optical flow; parts join with +, e.g. stats+denoise;
-denoise is the default) it stylises every frame of the clip and reports:
+flow; features: the network's features blended with the previous frame's along the flow;
+blend: blend of consecutive outputs where the input stood still; flow: the same after moving
+the previous output along the optical flow; parts join with +, e.g. stats+denoise;
+denoise+features is the default) it stylises every frame of the clip and reports:
 - flicker: mean over frames of mean |(O_t - O_{t-1}) - (I_t - I_{t-1})| on [0, 1] pixels, the
   output's change beyond the input's own (fast_style/video/flicker.py); lower is steadier;
 - warp error: mean |O_t - O_{t-1} warped along the input's optical flow| over the pixels seen in
@@ -29,7 +30,8 @@ Options (key=value):
   tile=320             strip tile size, px
   device=auto precision=auto threads=N
   compile=false        torch.compile the network (as infer.py's compile=true)
-  stats_memory= denoise= blend= motion_threshold= cut_threshold=   stabilisation settings (infer.py's
+  stats_memory= denoise= blend= encoder_blend= residual_blend= motion_threshold= cut_threshold=
+                       stabilisation settings (infer.py's
                        video.*; default: the same defaults)
 """
 
@@ -73,13 +75,15 @@ class Options:
     stats_memory: float | None = None
     denoise: float | None = None
     blend: float | None = None
+    encoder_blend: float | None = None
+    residual_blend: float | None = None
     motion_threshold: float | None = None
     cut_threshold: float | None = None
 
 
 def settings(opts: Options) -> dict:
-    return {k: getattr(opts, k) for k in ("stats_memory", "denoise", "blend", "motion_threshold",
-                                          "cut_threshold")}
+    return {k: getattr(opts, k) for k in ("stats_memory", "denoise", "blend", "encoder_blend",
+                                          "residual_blend", "motion_threshold", "cut_threshold")}
 
 
 def run_mode(model, path: Path, mode: str, judged: set[int], strip: range, judge, opts):

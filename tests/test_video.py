@@ -250,7 +250,8 @@ def detail(outputs) -> float:
                           for o in outputs[1:]]))
 
 
-@pytest.mark.parametrize("mode", ["denoise", "stats+flow", "stats+blend"])
+@pytest.mark.parametrize("mode", ["denoise", "features", "denoise+features", "stats+flow",
+                                  "stats+blend"])
 def test_stabilisation_steadies_a_still_noisy_clip_and_leaves_a_clean_one_still(mode):
     frames = clip_frames(count=8, motion=0, noise=6)
     plain, steady = stylise(frames, "frame")[0], stylise(frames, mode)[0]
@@ -264,17 +265,28 @@ def test_stabilisation_steadies_a_still_noisy_clip_and_leaves_a_clean_one_still(
     assert flicker([inputs[0]] * 5, outputs) < 1e-3
 
 
-def test_the_default_denoises_the_input_and_keeps_each_output_a_full_network_pass():
-    """Noise averaged away before the network: steadier, and no texture averaged after it."""
-    assert StabilizeOptions.parse("true").mode == "denoise" == StabilizeOptions().mode
+@pytest.mark.parametrize("mode", ["denoise", "denoise+features"])
+def test_the_default_parts_steady_a_pan_and_keep_each_output_a_full_network_pass(mode):
+    """Noise averaged away before the network, features carried along the flow inside it:
+    steadier, and no texture averaged after it."""
+    assert StabilizeOptions.parse("true").mode == "denoise+features" == StabilizeOptions().mode
     frames = clip_frames(count=8, motion=4, noise=6, w=160, h=120)
     inputs = tensors(frames)
-    plain, steady = stylise(frames, "frame")[0], stylise(frames, "denoise")[0]
+    plain, steady = stylise(frames, "frame")[0], stylise(frames, mode)[0]
     assert warping_error(inputs, steady) < 0.8 * warping_error(inputs, plain)
     clean = stylise(clip_frames(count=8, motion=4, noise=0, w=160, h=120), "frame")[0]
     assert detail(steady) > 0.9 * detail(clean)  # above 0.95 here
     # The output blends average textures: on this clip they keep less detail than denoising.
     assert detail(stylise(frames, "flow")[0]) < detail(steady)
+
+
+def test_features_start_each_shot_as_the_plain_network_pass():
+    """The first frame has no past: the network run stage by stage (FeatureBlend) gives the
+    whole pass's output, so the default's first frame is the photo path's."""
+    frames = clip_frames(count=2, noise=0)
+    first_plain = stylise(frames[:1], "frame")[0][0]
+    first_features = stylise(frames[:1], "features")[0][0]
+    assert torch.equal(first_features, first_plain)
 
 
 def test_frames_too_small_for_optical_flow_are_taken_as_still():

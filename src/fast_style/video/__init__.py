@@ -1,8 +1,9 @@
 """Video: stylise clips frame by frame in bounded memory, with their sound, without flicker.
 
 - io.py: decoding and encoding with PyAV (codecs, audio passthrough, atomic output);
-- stabilize.py: the network's input denoised along the optical flow (the default), shared
-  instance-norm statistics, and temporal blends of the outputs;
+- stabilize.py: the network's input denoised along the optical flow and its features blended
+  with the previous frame's along it (the default), shared instance-norm statistics, and
+  temporal blends of the outputs;
 - motion.py: optical flow between frames (OpenCV), warping and the visibility check;
 - flicker.py: the flicker measures (output change beyond the input's own change; warping error);
 - pipeline.py: a file in, a stylised file out.
