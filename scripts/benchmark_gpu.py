@@ -317,8 +317,8 @@ def psnr_section(net, device: str, size: int) -> dict:
 # ----------------------------------------------------------------------------------- video
 
 def video_section(net, device: str, size: tuple[int, int], frames: int) -> dict:
-    """fps of a 1080p clip: the frames through the default stabiliser (denoising along the
-    optical flow) and frame by frame, in memory; then, where PyAV is installed, the whole
+    """fps of a 1080p clip: the frames through the default stabiliser (denoising and feature
+    blending along the optical flow) and frame by frame, in memory; then, where PyAV is installed, the whole
     file path of infer.py (decode, stylise, encode H.264) on a clip written here."""
     from fast_style.stylize import StyleOptions, TorchModel
     from fast_style.video.stabilize import StabilizeOptions, Stabilizer

@@ -280,6 +280,20 @@ def test_the_default_parts_steady_a_pan_and_keep_each_output_a_full_network_pass
     assert detail(stylise(frames, "flow")[0]) < detail(steady)
 
 
+def test_warp_works_on_the_flows_device():
+    """The sampling grid is made where the flow lives (a GPU's features): meta tensors stand in
+    for a GPU here."""
+    moved, inside = warp(torch.zeros(4, 8, 10, device="meta"), torch.zeros(2, 8, 10, device="meta"))
+    assert moved.device.type == inside.device.type == "meta" and moved.shape == (4, 8, 10)
+
+
+def test_features_skip_tiled_frames_with_a_note():
+    frames = clip_frames(count=3, noise=4, w=160, h=120)
+    outputs, stabilizer = stylise(frames, "features", StyleOptions(tile=96, tile_overlap=24))
+    assert len(outputs) == 3 and not stabilizer.features.previous
+    assert any("features are skipped" in note for note in stabilizer.notes)
+
+
 def test_features_start_each_shot_as_the_plain_network_pass():
     """The first frame has no past: the network run stage by stage (FeatureBlend) gives the
     whole pass's output, so the default's first frame is the photo path's."""

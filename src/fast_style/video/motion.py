@@ -79,8 +79,9 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.T
     """(C, H, W) ``image`` of the previous frame laid over the current one along ``flow``
     (bilinear), and a (1, H, W) mask: 1 where the source point lies on the frame."""
     _, height, width = image.shape
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32),
-                            torch.arange(width, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=flow.device),
+                            torch.arange(width, dtype=torch.float32, device=flow.device),
+                            indexing="ij")
     x, y = xs + flow[0], ys + flow[1]
     # Half a pixel beyond the outer pixel centres still lies on the edge pixel.
     inside = ((x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5)).float()[None]
