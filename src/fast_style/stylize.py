@@ -258,10 +258,13 @@ class TorchModel(Model):
         self.net.set_style_weights(None if weights is None else weights.to(self.device))
         self._compiled = None  # a frozen graph holds the old weights as constants
 
+    def place(self, x: torch.Tensor) -> torch.Tensor:
+        """A float batch as the network takes it: its device, precision and channels_last."""
+        return x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+
     @torch.inference_mode()
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
-        return self._forward(x).float().clamp_(0, 1).cpu()
+        return self._forward(self.place(image)).float().clamp_(0, 1).cpu()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.compile or any(norm._forward_pre_hooks or norm.stats is not None
@@ -550,11 +553,8 @@ def stylize_tiled(model: TorchModel, image: torch.Tensor, tile: int = DEFAULT_TI
         if progress:
             progress(done, total)
 
-    def to_model(x: torch.Tensor) -> torch.Tensor:
-        return x.to(model.device, model.dtype).contiguous(memory_format=torch.channels_last)
-
     def image_tiles(ys: Span, xs: Span) -> torch.Tensor:
-        return to_model(_image_tile(image, ys, xs))
+        return model.place(_image_tile(image, ys, xs))
 
     norms = enc_norms + dec_norms
     try:

@@ -125,10 +125,6 @@ class StabilizeOptions:
     def blends_features(self) -> bool:
         return "features" in self.parts
 
-    @property
-    def needs_flow(self) -> bool:
-        return bool({"denoise", "flow", "features"} & self.parts)
-
 
 class SharedStatistics:
     """Running per-channel statistics for every InstanceNorm2d of a network, used in place of
@@ -257,8 +253,7 @@ class FeatureBlend:
         ``weight``: (2, H, W) and (1, H, W) for the frame without its margin; None at the
         first frame of a shot."""
         model, net = self.model, self.model.net
-        x = TF.to_dtype(image, torch.float32, scale=True)[None].to(model.device, model.dtype) \
-            .contiguous(memory_format=torch.channels_last)
+        x = model.place(TF.to_dtype(image, torch.float32, scale=True)[None])
         padded = pad_to_multiple(x)
         height, width = padded.shape[-2:]
 
@@ -333,7 +328,8 @@ class Stabilizer:
             else:
                 self.notes.append("features need a PyTorch checkpoint (.pth or .ckpt): they are "
                                   "skipped, the other parts run")
-        needs_flow = self.denoiser or self.features or "flow" in self.stabilize.parts
+        # Flow only for the parts that run (an ONNX model skips features).
+        needs_flow = self.denoiser or self.features or self.blend_follows_flow
         self.flow = FlowEstimator("dis") if needs_flow else None
         self.last_input: torch.Tensor | None = None
         self.cuts = 0
