@@ -4,6 +4,7 @@ import pytest
 import torch
 from conftest import write_photo
 from PIL import Image
+from torchvision.transforms import v2
 
 from fast_style.data import (
     PhotoDataModule,
@@ -91,6 +92,31 @@ def test_training_crops_are_random_and_square(tmp_path):
         crops = [dataset[0] for _ in range(8)]
     assert all(c.shape == (3, 48, 48) for c in crops)
     assert any(not torch.equal(crops[0], c) for c in crops[1:])
+
+
+def test_load_size_cuts_the_crop_from_the_photo_at_that_scale(tmp_path):
+    path = write_photo(tmp_path / "photo.png", size=(96, 64))  # lossless: pixels compare exactly
+    photo = v2.ToDtype(torch.float32, scale=True)(v2.PILToTensor()(Image.open(path)))
+
+    def is_a_window_of_the_photo(crop):
+        return any(torch.equal(crop, photo[:, y:y + 32, x:x + 32])
+                   for y in range(64 - 32 + 1) for x in range(96 - 32 + 1))
+
+    native = PhotoDataset([path], train_transform(32, load_size=64), min_side=64)
+    assert all(is_a_window_of_the_photo(native[0]) for _ in range(4))
+    shrunk = PhotoDataset([path], train_transform(32))  # default: the whole photo, shrunk
+    assert not is_a_window_of_the_photo(shrunk[0])
+
+
+def test_a_jpeg_for_a_large_load_size_is_decoded_at_full_scale(tmp_path):
+    path = write_photo(tmp_path / "big.jpg", size=(2000, 1200))
+    data = PhotoDataModule(str(tmp_path), image_size=64, load_size=1200, num_workers=0,
+                           val_count=0)
+    data.setup()
+    dataset = data.train_dataloader().dataset
+    # Not at libjpeg's 1/8 scale (250x150 for a 64 px crop): Resize would blow it up, blurred.
+    assert open_rgb(path, dataset.min_side).size == (2000, 1200)
+    assert dataset[0].shape == (3, 64, 64)
 
 
 def test_large_jpegs_decode_at_reduced_scale_but_never_below_the_crop(tmp_path):

@@ -459,6 +459,7 @@ def test_val_count_zero_trains_and_saves_without_validation(tmp_path):
     ("data.batch_size=-3", ["data.batch_size=-3"]),
     ("data.image_size=7", ["data.image_size=7"]),
     ("data.image_size=0", ["data.image_size=0"]),
+    ("data.load_size=8", ["data.load_size=8"]),  # a short side below the crop's
     ("trainer.max_steps=abc", ["trainer.max_steps='abc'"]),
     ("data.val_count=-1", ["data.val_count=-1"]),
     ("lr=-1", ["lr=-1"]),

@@ -89,7 +89,7 @@ def test_resume_position_round_trips_through_the_checkpoint_state(photo_folder):
     data.train_dataloader()
     state = data.state_dict()
     assert state == {"seed": 9, "epoch": 1, "samples": 6, "world_size": 1,  # 7 = 4 + 3 batches
-                     "image_size": 16, "batch_size": 2}  # so a resume can see changed settings
+                     "image_size": 16, "load_size": None, "batch_size": 2}  # a resume can see changed settings
 
     resumed = PhotoDataModule(str(photo_folder), image_size=16, batch_size=2, num_workers=0,
                               val_count=2, seed=1234)  # the checkpoint's seed wins

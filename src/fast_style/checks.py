@@ -96,6 +96,9 @@ def check_training_config(cfg) -> None:
         data.batch_size = whole("data.batch_size", data.batch_size, 1, 4096)
         # Below MIN_SIDE the network's 9x9 reflection padding has nothing to reflect.
         data.image_size = whole("data.image_size", data.image_size, MIN_SIDE, 8192)
+        if "load_size" in data:  # the crop is cut from the photo at this short side
+            data.load_size = whole("data.load_size", data.load_size, data.image_size, 16384,
+                                   optional=True)
         devices = trainer.get("devices")  # DDP: one loader per device on this machine
         data.num_workers = (auto_workers(devices if isinstance(devices, int) else 1)
                             if str(data.num_workers) == "auto"

@@ -104,11 +104,13 @@ class PhotoDataset(Dataset):
         raise FastStyleError("none of the photos could be decoded")
 
 
-def train_transform(size: int) -> v2.Compose:
-    # Resize the short side then crop: no squashing of the photo's aspect ratio.
+def train_transform(size: int, load_size: int | None = None) -> v2.Compose:
+    # Resize the short side (to load_size, else to the crop's size) then crop: no squashing of
+    # the photo's aspect ratio. A load_size above the crop keeps the photo's scale nearer to the
+    # one the network will later see, at the cost of each crop showing less of the scene.
     return v2.Compose([
         v2.PILToTensor(),
-        v2.Resize(size, antialias=True),
+        v2.Resize(load_size or size, antialias=True),
         v2.RandomCrop(size),
         v2.ToDtype(torch.float32, scale=True),
     ])
@@ -199,7 +201,8 @@ class PhotoDataModule(L.LightningDataModule):
     def __init__(self, root: str | None = None, image_size: int = 256, batch_size: int = 4,
                  num_workers: int | str = "auto", val_count: int = 8, seed: int = 0,
                  folder: str | None = None, url: str | None = None, sha256: str | None = None,
-                 download: bool = True, archive_folders: list[str] | tuple[str, ...] = ()):
+                 download: bool = True, archive_folders: list[str] | tuple[str, ...] = (),
+                 load_size: int | None = None):
         super().__init__()
         # Where the photos are: ``root``, else ``folder`` under $FAST_STYLE_DATA or the cache, else
         # downloaded from ``url`` (fast_style.datasets.photos). Resolved by setup().
@@ -207,6 +210,7 @@ class PhotoDataModule(L.LightningDataModule):
                        "download": download, "archive_folders": tuple(archive_folders or ())}
         self.root: Path | None = None
         self.image_size = image_size
+        self.load_size = load_size
         self.batch_size = batch_size
         self.num_workers = auto_workers() if num_workers == "auto" else num_workers
         self.val_count = val_count
@@ -244,7 +248,8 @@ class PhotoDataModule(L.LightningDataModule):
                           multiprocessing_context=worker_start_method() if self.num_workers else None)
 
     def train_dataloader(self) -> DataLoader:
-        dataset = PhotoDataset(self.train_paths, train_transform(self.image_size), self.image_size)
+        dataset = PhotoDataset(self.train_paths, train_transform(self.image_size, self.load_size),
+                               self.load_size or self.image_size)  # decode no smaller than that
         # Under DDP every process shards the photos itself (train.py turns Lightning's
         # DistributedSampler off): the order stays ours, seeded and resumable.
         trainer = self.trainer
@@ -270,10 +275,10 @@ class PhotoDataModule(L.LightningDataModule):
             return {}
         batches = trainer.global_step * trainer.accumulate_grad_batches
         epoch, batch = divmod(batches, int(trainer.num_training_batches))
-        # image_size and batch_size let a resume see that it was asked for other settings.
+        # image_size, load_size and batch_size let a resume see that it was asked for other settings.
         return {"seed": self.seed, "epoch": epoch, "samples": batch * self.batch_size,
                 "world_size": self.sampler.world_size, "image_size": self.image_size,
-                "batch_size": self.batch_size}
+                "load_size": self.load_size, "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:

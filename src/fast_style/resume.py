@@ -19,6 +19,7 @@ from fast_style.errors import FastStyleError
 SETTINGS = {
     "style.name": ("hp", "style_name"), "style.size": ("hp", "style_size"),
     "data.image_size": ("data", "image_size"), "data.batch_size": ("data", "batch_size"),
+    "data.load_size": ("data", "load_size"),
     "model.width": ("hp", "width"), "model.num_residual_blocks": ("hp", "num_residual_blocks"),
     "model.norm": ("hp", "norm"), "model.upsample": ("hp", "upsample"),
     "model.output_activation": ("hp", "output_activation"),
