@@ -85,6 +85,16 @@ def test_paper_experiment_is_a_delta():
     assert cfg.data.url.endswith("train2014.zip")
 
 
+def test_cpu_budget_is_the_measured_recipe_on_top_of_the_defaults():
+    # benchmarks/time_to_quality.md: what each of these bought, at equal steps
+    cfg = compose_train(["experiment=cpu_budget"])
+    assert (cfg.data.image_size, cfg.data.load_size, cfg.loss.content_weight) == (128, 321, 2.0)
+    assert (cfg.lr, cfg.lr_warmup_steps, cfg.lr_decay, cfg.trainer.max_steps) == (
+        2e-3, 100, "cosine", 1550)
+    assert (cfg.loss.style_weight, cfg.data.batch_size, cfg.model.width) == (5.0, 4, 32)
+    assert compose_train().data.load_size is None  # the default stays Johnson's whole photo
+
+
 def test_unknown_style_lists_the_known_ones():
     result = subprocess.run([sys.executable, str(REPO / "train.py"), "style=nope"],
                             capture_output=True, text=True, cwd=Path(REPO), check=False)
