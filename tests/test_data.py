@@ -10,6 +10,7 @@ from fast_style.data import (
     PhotoDataModule,
     PhotoDataset,
     drop_unreadable,
+    eval_transform,
     find_photos,
     train_transform,
 )
@@ -106,6 +107,9 @@ def test_load_size_cuts_the_crop_from_the_photo_at_that_scale(tmp_path):
     assert all(is_a_window_of_the_photo(native[0]) for _ in range(4))
     shrunk = PhotoDataset([path], train_transform(32))  # default: the whole photo, shrunk
     assert not is_a_window_of_the_photo(shrunk[0])
+    # Validation scores the photo's centre at the training crops' scale.
+    assert torch.equal(PhotoDataset([path], eval_transform(32, load_size=64))[0],
+                       photo[:, 16:48, 32:64])
 
 
 def test_a_jpeg_for_a_large_load_size_is_decoded_at_full_scale(tmp_path):

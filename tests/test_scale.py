@@ -89,7 +89,7 @@ def test_resume_position_round_trips_through_the_checkpoint_state(photo_folder):
     data.train_dataloader()
     state = data.state_dict()
     assert state == {"seed": 9, "epoch": 1, "samples": 6, "world_size": 1,  # 7 = 4 + 3 batches
-                     "image_size": 16, "load_size": None, "batch_size": 2}  # a resume can see changed settings
+                     "image_size": 16, "load_size": 16, "batch_size": 2}  # a resume sees changes
 
     resumed = PhotoDataModule(str(photo_folder), image_size=16, batch_size=2, num_workers=0,
                               val_count=2, seed=1234)  # the checkpoint's seed wins
@@ -523,3 +523,21 @@ def test_sweep_objective_must_be_a_logged_metric(photos, tmp_path):
     [line] = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert "val/loss_johnson" in line  # the valid names are listed
     assert not (tmp_path / "o" / "ckpt").exists()  # refused before anything was trained
+
+
+def test_resume_compares_load_size_as_the_short_side_the_crops_were_cut_at():
+    from hydra import compose, initialize_config_dir
+
+    from fast_style.resume import changed_settings
+
+    def changes(recorded_data, *overrides):
+        with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+            cfg = compose("train", overrides=["data.image_size=128", *overrides])
+        return changed_settings({"PhotoDataModule": recorded_data}, cfg)
+
+    older = {"image_size": 128, "batch_size": 4}  # written before load_size existed
+    assert changes(older) == []
+    assert changes(older, "data.load_size=128") == []  # the same crops, said explicitly
+    assert changes(older, "data.load_size=321") == ["data.load_size=128->321"]
+    assert changes({**older, "load_size": 321}, "data.load_size=321") == []
+    assert changes({**older, "load_size": 321}) == ["data.load_size=321->128"]

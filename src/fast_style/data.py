@@ -116,10 +116,11 @@ def train_transform(size: int, load_size: int | None = None) -> v2.Compose:
     ])
 
 
-def eval_transform(size: int) -> v2.Compose:
+def eval_transform(size: int, load_size: int | None = None) -> v2.Compose:
+    # The photo's centre at the scale the training crops were cut at.
     return v2.Compose([
         v2.PILToTensor(),
-        v2.Resize(size, antialias=True),
+        v2.Resize(load_size or size, antialias=True),
         v2.CenterCrop(size),
         v2.ToDtype(torch.float32, scale=True),
     ])
@@ -210,7 +211,9 @@ class PhotoDataModule(L.LightningDataModule):
                        "download": download, "archive_folders": tuple(archive_folders or ())}
         self.root: Path | None = None
         self.image_size = image_size
-        self.load_size = load_size
+        # Never below the crop: train.py refuses that (checks.py); the benchmark scripts, which
+        # change only data.image_size, get crops of the photo shrunk to the crop's size.
+        self.load_size = max(load_size, image_size) if load_size else None
         self.batch_size = batch_size
         self.num_workers = auto_workers() if num_workers == "auto" else num_workers
         self.val_count = val_count
@@ -278,7 +281,7 @@ class PhotoDataModule(L.LightningDataModule):
         # image_size, load_size and batch_size let a resume see that it was asked for other settings.
         return {"seed": self.seed, "epoch": epoch, "samples": batch * self.batch_size,
                 "world_size": self.sampler.world_size, "image_size": self.image_size,
-                "load_size": self.load_size, "batch_size": self.batch_size}
+                "load_size": self.load_size or self.image_size, "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
@@ -297,4 +300,5 @@ class PhotoDataModule(L.LightningDataModule):
         return self._loader(self.val_dataset(), drop_last=False)
 
     def val_dataset(self) -> PhotoDataset:
-        return PhotoDataset(self.val_paths, eval_transform(self.image_size), self.image_size)
+        return PhotoDataset(self.val_paths, eval_transform(self.image_size, self.load_size),
+                            self.load_size or self.image_size)

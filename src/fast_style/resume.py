@@ -38,13 +38,19 @@ def changed_settings(checkpoint: dict, cfg: DictConfig, styles: dict | None = No
     (multistyle.selection.recorded_style_settings): for several styles the command line's list,
     not ``cfg.style``, which holds only the last of them."""
     recorded = {"hp": checkpoint.get("hyper_parameters") or {},
-                "data": checkpoint.get("PhotoDataModule") or {}}
+                "data": dict(checkpoint.get("PhotoDataModule") or {})}
+    data = recorded["data"]
+    if "image_size" in data:  # load_size compares as the short side the crops were cut at:
+        # null means the crop's own size, and checkpoints older than load_size cut them there.
+        data["load_size"] = data.get("load_size") or data["image_size"]
     changes = []
     for key, (where, name) in SETTINGS.items():
         if name not in recorded[where]:
             continue  # an older checkpoint that did not record it
         old = recorded[where][name]
         new = styles[name] if styles and name in styles else _plain(cfg, key)
+        if key == "data.load_size":
+            new = new or _plain(cfg, "data.image_size")
         if isinstance(new, list) and not isinstance(old, list):  # one size for every style,
             old = [old] * len(new)                               # as older checkpoints recorded
         if old != new and not _same_number(old, new):
