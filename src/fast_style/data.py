@@ -211,9 +211,10 @@ class PhotoDataModule(L.LightningDataModule):
                        "download": download, "archive_folders": tuple(archive_folders or ())}
         self.root: Path | None = None
         self.image_size = image_size
-        # Never below the crop: train.py refuses that (checks.py); the benchmark scripts, which
-        # change only data.image_size, get crops of the photo shrunk to the crop's size.
-        self.load_size = max(load_size, image_size) if load_size else None
+        # The short side the crops are cut at (null: the crop's own). Never below the crop:
+        # train.py refuses that (checks.py); the benchmark scripts, which change only
+        # data.image_size, get crops of the photo shrunk to the crop's size.
+        self.load_size = max(load_size or image_size, image_size)
         self.batch_size = batch_size
         self.num_workers = auto_workers() if num_workers == "auto" else num_workers
         self.val_count = val_count
@@ -252,7 +253,7 @@ class PhotoDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = PhotoDataset(self.train_paths, train_transform(self.image_size, self.load_size),
-                               self.load_size or self.image_size)  # decode no smaller than that
+                               self.load_size)  # decoded no smaller than that
         # Under DDP every process shards the photos itself (train.py turns Lightning's
         # DistributedSampler off): the order stays ours, seeded and resumable.
         trainer = self.trainer
@@ -281,7 +282,7 @@ class PhotoDataModule(L.LightningDataModule):
         # image_size, load_size and batch_size let a resume see that it was asked for other settings.
         return {"seed": self.seed, "epoch": epoch, "samples": batch * self.batch_size,
                 "world_size": self.sampler.world_size, "image_size": self.image_size,
-                "load_size": self.load_size or self.image_size, "batch_size": self.batch_size}
+                "load_size": self.load_size, "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
@@ -301,4 +302,4 @@ class PhotoDataModule(L.LightningDataModule):
 
     def val_dataset(self) -> PhotoDataset:
         return PhotoDataset(self.val_paths, eval_transform(self.image_size, self.load_size),
-                            self.load_size or self.image_size)
+                            self.load_size)
