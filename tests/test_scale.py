@@ -528,11 +528,13 @@ def test_sweep_objective_must_be_a_logged_metric(photos, tmp_path):
 def test_resume_compares_load_size_as_the_short_side_the_crops_were_cut_at():
     from hydra import compose, initialize_config_dir
 
+    from fast_style.checks import check_training_config
     from fast_style.resume import changed_settings
 
     def changes(recorded_data, *overrides):
         with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
             cfg = compose("train", overrides=["data.image_size=128", *overrides])
+        check_training_config(cfg)  # as train.py does before it reads a checkpoint
         return changed_settings({"PhotoDataModule": recorded_data}, cfg)
 
     older = {"image_size": 128, "batch_size": 4}  # written before load_size existed

@@ -96,14 +96,15 @@ def check_training_config(cfg) -> None:
         data.batch_size = whole("data.batch_size", data.batch_size, 1, 4096)
         # Below MIN_SIDE the network's 9x9 reflection padding has nothing to reflect.
         data.image_size = whole("data.image_size", data.image_size, MIN_SIDE, 8192)
-        if "load_size" in data:  # the crop is cut from the photo at this short side
-            load_size = whole("data.load_size", data.load_size, 1, 16384, optional=True)
-            if load_size is not None and load_size < data.image_size:
-                raise FastStyleError(
-                    f"data.load_size={load_size} is below data.image_size={data.image_size}: the "
-                    "crop is cut from the photo resized to load_size; raise data.load_size or set "
-                    "it to null")
-            data.load_size = load_size
+        # The short side the crop is cut at; null (or a data config without it): the crop's own.
+        # Set to its value here, so that a resume compares what the crops really were.
+        load_size = whole("data.load_size", data.get("load_size"), 1, 16384, optional=True)
+        if load_size is not None and load_size < data.image_size:
+            raise FastStyleError(
+                f"data.load_size={load_size} is below data.image_size={data.image_size}: the "
+                "crop is cut from the photo resized to load_size; raise data.load_size or set "
+                "it to null")
+        data.load_size = load_size or data.image_size
         devices = trainer.get("devices")  # DDP: one loader per device on this machine
         data.num_workers = (auto_workers(devices if isinstance(devices, int) else 1)
                             if str(data.num_workers) == "auto"

@@ -40,8 +40,7 @@ def changed_settings(checkpoint: dict, cfg: DictConfig, styles: dict | None = No
     recorded = {"hp": checkpoint.get("hyper_parameters") or {},
                 "data": dict(checkpoint.get("PhotoDataModule") or {})}
     data = recorded["data"]
-    if "image_size" in data:  # load_size compares as the short side the crops were cut at:
-        # null means the crop's own size, and checkpoints older than load_size cut them there.
+    if "image_size" in data:  # checkpoints older than load_size cut their crops at the crop's size
         data["load_size"] = data.get("load_size") or data["image_size"]
     changes = []
     for key, (where, name) in SETTINGS.items():
@@ -49,8 +48,6 @@ def changed_settings(checkpoint: dict, cfg: DictConfig, styles: dict | None = No
             continue  # an older checkpoint that did not record it
         old = recorded[where][name]
         new = styles[name] if styles and name in styles else _plain(cfg, key)
-        if key == "data.load_size":
-            new = new or _plain(cfg, "data.image_size")
         if isinstance(new, list) and not isinstance(old, list):  # one size for every style,
             old = [old] * len(new)                               # as older checkpoints recorded
         if old != new and not _same_number(old, new):
