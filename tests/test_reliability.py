@@ -195,6 +195,35 @@ def test_atomic_write_keeps_the_old_file_on_error_and_leaves_no_temp(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
 
 
+def test_ctrl_c_the_moment_the_temp_file_appears_still_removes_it(tmp_path, monkeypatch):
+    # infer.py's Ctrl-C test signals as soon as the output folder has an entry: the signal can
+    # land just after the temp file is created, before any cleanup is armed. Make it land there.
+    from fast_style import safe_io
+    real_close = os.close
+
+    def interrupted_close(fd):
+        real_close(fd)
+        monkeypatch.setattr(safe_io.os, "close", real_close)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safe_io.os, "close", interrupted_close)
+    with pytest.raises(KeyboardInterrupt), atomic_write(tmp_path / "b0.png") as f:
+        f.write(b"never reached")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_never_removes_a_file_already_under_its_temp_name(tmp_path, monkeypatch):
+    from fast_style import safe_io
+    monkeypatch.setattr(safe_io.secrets, "token_hex", lambda n: "0123456789abcdef")
+    planted = tmp_path / ".a.bin.0123456789abcdef.tmp"
+    planted.write_bytes(b"someone else's")
+    with pytest.raises(FastStyleError, match="cannot write .*a.bin"), \
+            atomic_write(tmp_path / "a.bin") as f:
+        f.write(b"x")
+    assert planted.read_bytes() == b"someone else's"
+    assert not (tmp_path / "a.bin").exists()
+
+
 def test_atomic_write_follows_the_umask(tmp_path):
     old = os.umask(0o002)
     try:

@@ -23,8 +23,8 @@ import fcntl
 import os
 import pickle
 import re
+import secrets
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -91,19 +91,20 @@ def atomic_path(path: str | Path, keep_suffix: bool = True) -> Iterator[Path]:
     insist on a file name, ``keep_suffix`` ends it in the target's suffix (PyAV picks the
     container from it).
 
-    mkstemp: O_CREAT | O_EXCL under a fresh random name, so it never opens an existing file or
-    link; mode 0600 until the data is complete.
+    O_CREAT | O_EXCL | O_NOFOLLOW under a fresh random name, so it never opens an existing file
+    or link; mode 0600 until the data is complete. The name is chosen before the file exists and
+    the file is made inside the ``try``: a signal that lands the moment the file appears (Ctrl-C
+    as the first output shows up) still removes it, which mkstemp's return leaves a gap for.
     """
     path = Path(path)
     suffix = TEMP_SUFFIX + (path.suffix if keep_suffix else "")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-        os.close(fd)
     except OSError as e:
         raise _io_error(path, e) from None
-    tmp = Path(tmp_name)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}{suffix}"
     try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
         try:
@@ -112,11 +113,12 @@ def atomic_path(path: str | Path, keep_suffix: bool = True) -> Iterator[Path]:
             os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise _io_error(path, e) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        # A file already under this 64-bit random name is not ours to remove.
+        if not (isinstance(e, FileExistsError) and e.filename == str(tmp)):
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _io_error(path, e) from None
         raise
     _fsync_folder(path.parent)
 
