@@ -25,6 +25,14 @@ def style_path(data_dir) -> Path:
     return data_dir / "styles" / "starry_night.jpg"
 
 
+def train_config(overrides=()):
+    """configs/train.yaml composed with ``overrides``, as train.py composes it (no run folder)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
 def write_photo(path: Path, size=(48, 40), seed=0, mode="RGB") -> Path:
     """A small random-but-smooth picture, so crops and resizes have structure to keep."""
     rng = np.random.default_rng(seed)

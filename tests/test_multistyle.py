@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, train_config
 from test_multistyle_net import random_multi_style_net
 
 from fast_style.errors import FastStyleError
@@ -44,28 +44,22 @@ def save_multi(path, net, names=NAMES):
 
 
 def test_a_list_of_styles_selects_each_with_its_own_image(tmp_path):
-    from hydra import compose, initialize_config_dir
-
     painting = tmp_path / "mine.jpg"
     painting.write_bytes((REPO.parent / "shared/data/styles/candy.jpg").read_bytes()
                          if (REPO.parent / "shared/data/styles/candy.jpg").exists() else b"")
     overrides = ["style=[starry_night,mosaic,custom]", f"style.image={painting}",
                  "style.name=mine", f"+extra_styles={{other: {painting}}}"]
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = train_config(overrides)
     entries = style_entries(cfg, overrides)
     assert [e.name for e in entries] == ["starry_night", "mosaic", "mine", "other"]
     assert entries[0].image.name == "starry_night.jpg" and entries[2].image == painting
     assert selected_options(["style=mosaic"]) is None
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=["style=[mosaic,mosaic]"])
+    cfg = train_config(["style=[mosaic,mosaic]"])
     with pytest.raises(FastStyleError, match="listed twice"):
         style_entries(cfg, ["style=[mosaic,mosaic]"])
 
 
 def test_each_style_keeps_its_painting_size_and_the_command_line_sets_all(tmp_path):
-    from hydra import compose, initialize_config_dir
-
     from fast_style.image_io import save_image
     from fast_style.module import StyleTransferSystem
 
@@ -73,15 +67,13 @@ def test_each_style_keeps_its_painting_size_and_the_command_line_sets_all(tmp_pa
     overrides = ["style=[starry_night,custom]", f"style.image={painting}", "style.name=mine"]
 
     def sizes(*extra):
-        with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-            cfg = compose("train", overrides=[*overrides, *extra])
+        cfg = train_config([*overrides, *extra])
         return [n.size for n in style_nodes(cfg, [*overrides, *extra])]
 
     assert sizes() == [256, 256]  # each its own config's size
     assert sizes("style.size=48") == [48, 48]  # set for the run: every style
     assert sizes("debug=tiny") == [64, 64]  # (debug=tiny's own style.size)
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=["style=[mosaic,candy]"])
+    cfg = train_config(["style=[mosaic,candy]"])
     assert recorded_style_settings(style_nodes(cfg, ["style=[mosaic,candy]"])) == {
         "style_name": ["mosaic", "candy"], "style_size": [256, 256]}
 
@@ -196,12 +188,9 @@ def test_exports_take_the_style_weights_and_match_pytorch(tmp_path, fmt):
 
 
 def test_resume_compares_the_runs_list_of_styles_and_their_sizes():
-    from hydra import compose, initialize_config_dir
-
     from fast_style.resume import changed_settings
 
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=["style=[mosaic,candy]"])
+    cfg = train_config(["style=[mosaic,candy]"])
     # Older multi-style checkpoints recorded one size for all styles.
     checkpoint = {"hyper_parameters": {"style_name": ["mosaic", "candy"], "style_size": 256}}
     same = {"style_name": ["mosaic", "candy"], "style_size": [256, 256]}

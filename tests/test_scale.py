@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import REPO, write_photo
+from conftest import REPO, train_config, write_photo
 from omegaconf import OmegaConf
 
 from fast_style.data import (
@@ -526,14 +526,11 @@ def test_sweep_objective_must_be_a_logged_metric(photos, tmp_path):
 
 
 def test_resume_compares_load_size_as_the_short_side_the_crops_were_cut_at():
-    from hydra import compose, initialize_config_dir
-
     from fast_style.checks import check_training_config
     from fast_style.resume import changed_settings
 
     def changes(recorded_data, *overrides):
-        with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-            cfg = compose("train", overrides=["data.image_size=128", *overrides])
+        cfg = train_config(["data.image_size=128", *overrides])
         check_training_config(cfg)  # as train.py does before it reads a checkpoint
         return changed_settings({"PhotoDataModule": recorded_data}, cfg)
 
