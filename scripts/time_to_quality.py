@@ -4,8 +4,10 @@
         [--threads N] [--out DIR] -- [train.py overrides ...]
     python scripts/time_to_quality.py plot DIR/*.json --out curves.png
 
-`run` starts the real train.py (style=--style, data.val_count=20 unless overridden) with a
-wall-clock limit (Lightning's trainer.max_time), keeps a checkpoint every --every steps, and only
+`run` starts the real train.py (style=--style, data.val_count=20 unless overridden), stops it
+after --minutes of wall clock (SIGTERM: it saves after the step in progress; a run's own budget
+in minutes is trainer.max_time=DD:HH:MM:SS among the overrides, which its learning-rate decay
+follows), keeps a checkpoint every --every steps, and only
 after training has ended judges every kept checkpoint on the 20 held-out photos at their native
 size (481x321) with the fixed judge of fast_style/evaluation.py. Minutes are wall-clock from the
 moment train.py was launched to the checkpoint file's write (start-up, VGG, style Grams and
@@ -24,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -50,11 +53,9 @@ def train(name: str, minutes: float, every: int, threads: int | None, out: Path,
     ckpt_dir = out / name
     if not any(o.startswith("style=") for o in overrides):
         overrides = [f"style={style}", *overrides]
-    limit = time.strftime("%H:%M:%S", time.gmtime(round(minutes * 60)))
     command = [sys.executable, str(REPO / "train.py"), *DEFAULTS, *overrides,
                f"ckpt_dir={ckpt_dir}", f"hydra.run.dir={ckpt_dir}/hydra", "overwrite=true",
-               "keep_checkpoints=true", f"checkpoint_every_n_steps={every}",
-               f"+trainer.max_time=00:{limit}"]
+               "keep_checkpoints=true", f"checkpoint_every_n_steps={every}"]
     env = dict(os.environ)
     if threads:  # side-by-side runs: one core each, so both see the same machine
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -63,10 +64,19 @@ def train(name: str, minutes: float, every: int, threads: int | None, out: Path,
     ckpt_dir.mkdir(parents=True)
     start = time.time()
     with open(out / f"{name}.train.log", "w") as log:  # the progress bar, kept off the console
-        status = subprocess.run(command, env=env, cwd=REPO, stdout=log,
-                                stderr=subprocess.STDOUT, check=False)
-    if status.returncode:
-        raise SystemExit(f"train.py failed (exit {status.returncode}): see {log.name}")
+        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        try:
+            code = process.wait(timeout=minutes * 60)
+        except subprocess.TimeoutExpired:
+            # The limit is this script's, not trainer.max_time: that one is a run's own budget
+            # and steers its learning-rate decay. SIGTERM stops train.py after the step in
+            # progress, with last.ckpt saved (its exit status then says "stopped by a signal").
+            process.send_signal(signal.SIGTERM)
+            process.wait()
+            code = 0 if (ckpt_dir / "last.ckpt").exists() else process.returncode
+    if code:
+        raise SystemExit(f"train.py failed (exit {code}): see {log.name}")
     return start, ckpt_dir
 
 
@@ -77,7 +87,7 @@ def snapshots(ckpt_dir: Path, start: float) -> list[tuple[int, float, Path]]:
         match = re.fullmatch(r"step=(\d+)\.ckpt", path.name)
         if match:
             found.append((int(match[1]), (path.stat().st_mtime - start) / 60, path))
-    last = ckpt_dir / "last.ckpt"  # the step where max_time stopped the run
+    last = ckpt_dir / "last.ckpt"  # the step where the run ended or was stopped
     if last.exists():
         step = load_torch_file(last)["global_step"]
         if step not in {s for s, _, _ in found}:

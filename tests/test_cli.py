@@ -101,6 +101,20 @@ def test_a_resume_with_a_new_learning_rate_trains_at_that_rate(trained, tmp_path
     assert state["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(1e-4 * 9 / 20)
 
 
+def test_a_budget_in_minutes_ends_training_with_the_learning_rate_at_zero(trained, tmp_path):
+    """trainer.max_time=...: the linear decay follows the clock, not the 100,000 steps."""
+    _, root, _ = trained
+    result = run("train.py", *train_args(root, tmp_path, "lr_decay=linear",
+                                         "trainer.max_steps=100000",
+                                         "trainer.max_time=00:00:00:12"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert 4 < state["global_step"] < 100000  # the clock stopped it
+    lr = state["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert 0 <= lr < 0.15e-3, lr  # lr=1e-3 decayed to (nearly) 0 as the minutes ran out
+    assert "time_left=0:0" in result.stdout  # the bar counts down the budget, not 100,000 steps
+
+
 def test_corrupt_photo_is_skipped_with_a_warning(trained):
     _, _, result = trained
     assert "corrupt.jpg" in result.stderr and "skipping 1 unreadable" in result.stderr

@@ -490,6 +490,7 @@ def test_val_count_zero_trains_and_saves_without_validation(tmp_path):
     ("data.image_size=0", ["data.image_size=0"]),
     ("data.load_size=8", ["data.load_size=8"]),  # a short side below the crop's
     ("trainer.max_steps=abc", ["trainer.max_steps='abc'"]),
+    ("trainer.max_time=20min", ["trainer.max_time='20min'", "DD:HH:MM:SS"]),
     ("data.val_count=-1", ["data.val_count=-1"]),
     ("lr=-1", ["lr=-1"]),
     ("model.width=100000", ["model.width=100000"]),

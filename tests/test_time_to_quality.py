@@ -29,7 +29,7 @@ def test_time_to_quality_trains_for_minutes_judges_checkpoints_and_plots(tmp_pat
     points = result["points"]
     assert 2 <= len(points) <= 3  # one per mark (two may coincide) and the last checkpoint
     assert [p["step"] for p in points] == sorted(p["step"] for p in points)
-    assert points[-1]["step"] > 3  # max_time stopped it, not max_steps
+    assert points[-1]["step"] > 3  # the script's time limit stopped it, not max_steps
     assert [p["minutes"] for p in points] == sorted(p["minutes"] for p in points)
     for point in points:
         assert point["total"] == pytest.approx(point["content"] + 5 * point["style"], rel=1e-4)

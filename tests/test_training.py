@@ -68,6 +68,36 @@ def test_learning_rate_warms_up_then_stays_or_follows_a_cosine():
     cosine = [lr_factor(s, 0, "cosine", 100) for s in (0, 50, 100, 150)]
     assert cosine == [1.0, pytest.approx(0.5), pytest.approx(0.0), pytest.approx(0.0)]
     assert lr_factor(10, 10, "cosine", 110) == 1.0  # the cosine starts after the warm-up
+    linear = [lr_factor(s, 0, "linear", 100) for s in (0, 25, 50, 100, 150)]
+    assert linear == [1.0, 0.75, 0.5, 0.0, 0.0]
+
+
+def test_a_time_budget_ends_the_decay_when_it_runs_out_before_the_steps():
+    from fast_style.module import lr_factor
+
+    # Half the minutes spent at step 100 of 10,000: the time budget binds.
+    assert lr_factor(100, 0, "linear", 10_000, time_done=0.5) == 0.5
+    assert lr_factor(100, 0, "cosine", 10_000, time_done=1.0) == pytest.approx(0.0)
+    assert lr_factor(100, 0, "linear", -1, time_done=0.25) == 0.75  # no step budget at all
+    # The steps run out first: the time budget changes nothing (a generous safety limit).
+    assert lr_factor(500, 0, "linear", 1000, time_done=0.3) == 0.5
+    assert lr_factor(5, 10, "linear", 1000, time_done=0.9) == 0.6  # warm-up first, always
+    assert lr_factor(100, 0, "none", 1000, time_done=0.9) == 1.0
+
+
+def test_the_time_budget_is_read_from_lightnings_timer_resumed_time_included():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+
+    from fast_style.module import budget_time_done
+
+    assert budget_time_done(SimpleNamespace(callbacks=[])) == 0.0  # no time limit
+    timer = Timer(duration="00:00:01:40")  # 100 s
+    timer.load_state_dict({"time_elapsed": {"train": 25.0}})  # what a resumed run had spent
+    assert budget_time_done(SimpleNamespace(callbacks=[timer])) == pytest.approx(0.25)
+    timer.load_state_dict({"time_elapsed": {"train": 250.0}})
+    assert budget_time_done(SimpleNamespace(callbacks=[timer])) == 1.0
 
 
 @pytest.mark.parametrize("accumulate, world_size, mode", [(1, 1, "reduce-overhead"),

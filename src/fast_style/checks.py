@@ -9,6 +9,7 @@ conversion is part of the check.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 
 from fast_style.errors import FastStyleError
@@ -115,6 +116,10 @@ def check_training_config(cfg) -> None:
             raise _refuse("trainer.max_steps", steps, "a whole number of at least 1 (or -1 with "
                           "trainer.max_epochs)")
         trainer.max_steps = steps
+        max_time = trainer.get("max_time")
+        if max_time is not None and not re.fullmatch(r"\d+:\d\d:\d\d:\d\d", str(max_time)):
+            raise _refuse("trainer.max_time", max_time, "a wall-clock budget as DD:HH:MM:SS, "
+                          "e.g. trainer.max_time=00:00:20:00 for 20 minutes")
         if isinstance(trainer.get("val_check_interval"), (int, str)):
             trainer.val_check_interval = whole("trainer.val_check_interval",
                                                trainer.val_check_interval, 1)
@@ -129,9 +134,10 @@ def check_training_config(cfg) -> None:
             raise _refuse("lr", cfg.lr, "a learning rate above 0")
         cfg.lr_warmup_steps = whole("lr_warmup_steps", cfg.lr_warmup_steps, 0)
         cfg.lr_decay = choice("lr_decay", cfg.lr_decay, LR_DECAYS)
-        if cfg.lr_decay == "cosine" and trainer.max_steps < 1:
-            raise _refuse("lr_decay", cfg.lr_decay, "cosine needs trainer.max_steps of 1 or "
-                          "more (the decay ends there); or use lr_decay=none")
+        if cfg.lr_decay != "none" and trainer.max_steps < 1 and not trainer.get("max_time"):
+            raise _refuse("lr_decay", cfg.lr_decay, f"{cfg.lr_decay} needs trainer.max_steps of "
+                          "1 or more or a trainer.max_time (the decay ends there); or use "
+                          "lr_decay=none")
         cfg.keep_checkpoints = flag("keep_checkpoints", cfg.keep_checkpoints)
         for key in ("content_weight", "style_weight", "tv_weight"):
             loss[key] = number(f"loss.{key}", loss[key], 0)

@@ -24,6 +24,8 @@ import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 
+from fast_style.module import budget_time_done, budget_timer
+
 log = logging.getLogger(__name__)
 
 # Lightning's info lines that advertise rather than inform.
@@ -111,6 +113,13 @@ class StepProgressBar(TQDMProgressBar):
         loss = getattr(system, "step_losses", {}).get("loss")
         if loss is not None:
             metrics["loss"] = float(loss)
+        # A budget in minutes (trainer.max_time) that ends the run before max_steps does: the
+        # bar's own estimate counts towards max_steps, so say when the budget runs out.
+        timer = budget_timer(trainer)
+        steps = trainer.max_steps
+        if timer is not None and (steps < 1 or budget_time_done(trainer) * steps > trainer.global_step):
+            left = max(0, round(timer.time_remaining("train")))
+            metrics["time_left"] = f"{left // 60}:{left % 60:02d}"
         return metrics
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from functools import partial
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 
 from fast_style.image_io import load_image, resize_long_edge, to_tensor
 from fast_style.loss_net import LAYERS, VGG16Features
@@ -332,8 +332,7 @@ class StyleTransferSystem(L.LightningModule):
         # that ended at 0 (accept_changed_settings=true) would otherwise train at 0, silently.
         # On a fresh start, or a resume with the same settings, this sets what is already there.
         hp = self.hparams
-        factor = lr_factor(self.trainer.global_step, hp.lr_warmup_steps, hp.lr_decay,
-                           self.trainer.max_steps)
+        factor = self.scheduled_lr_factor(self.trainer.global_step)
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
                 group["lr"], group["initial_lr"] = hp.lr * factor, hp.lr
@@ -348,21 +347,50 @@ class StyleTransferSystem(L.LightningModule):
                                      fused=True)
         if not self.hparams.lr_warmup_steps and self.hparams.lr_decay == "none":
             return optimizer
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
-            lr_factor, warmup=self.hparams.lr_warmup_steps, decay=self.hparams.lr_decay,
-            total=self.trainer.max_steps))
+        # LambdaLR saves a callable's __dict__ in checkpoints; a bound method's is empty, so the
+        # system and its trainer stay out of the file.
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, self.scheduled_lr_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
+    def scheduled_lr_factor(self, step: int) -> float:
+        """lr_factor for this run: the decay ends at trainer.max_steps or at trainer.max_time,
+        whichever comes first, so a budget in minutes ends at lr 0 instead of being cut off."""
+        hp = self.hparams
+        return lr_factor(step, hp.lr_warmup_steps, hp.lr_decay, self.trainer.max_steps,
+                         time_done=budget_time_done(self.trainer))
 
-LR_DECAYS = ("none", "cosine")
+
+LR_DECAYS = ("none", "cosine", "linear")
 
 
-def lr_factor(step: int, warmup: int, decay: str, total: int) -> float:
+def budget_timer(trainer: L.Trainer) -> Timer | None:
+    """Lightning's Timer for trainer.max_time (it also counts the time before a resume)."""
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    return timer if timer is not None and timer.time_remaining("train") is not None else None
+
+
+def budget_time_done(trainer: L.Trainer) -> float:
+    """The fraction of trainer.max_time spent training so far; 0 without a time limit."""
+    timer = budget_timer(trainer)
+    if timer is None:
+        return 0.0
+    remaining = timer.time_remaining("train")
+    elapsed = timer.time_elapsed("train")
+    return min(1.0, elapsed / max(elapsed + remaining, 1e-9))
+
+
+def lr_factor(step: int, warmup: int, decay: str, total: int, time_done: float = 0.0) -> float:
     """The learning rate at ``step`` as a fraction of ``lr``: a linear warm-up over ``warmup``
-    steps, then constant ("none") or a cosine down to 0 at step ``total`` ("cosine")."""
+    steps, then constant ("none"), or down to 0 along a half cosine ("cosine") or a straight
+    line ("linear") at step ``total``; or at the end of a time budget, when ``time_done``
+    (the fraction of it spent) is further along than ``step / total``."""
     if step < warmup:
         return (step + 1) / warmup
-    if decay == "cosine" and total > warmup:
-        done = min(1.0, (step - warmup) / (total - warmup))
-        return 0.5 * (1 + math.cos(math.pi * done))
-    return 1.0
+    if decay == "none":
+        return 1.0
+    done = min(1.0, (step - warmup) / (total - warmup)) if total > warmup else 0.0
+    if total < 1 or time_done > step / total:  # the time budget runs out before the steps do
+        done = time_done
+    if decay == "linear":
+        return 1.0 - done
+    return 0.5 * (1 + math.cos(math.pi * done))
