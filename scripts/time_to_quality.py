@@ -179,9 +179,11 @@ def cmd_plot(args) -> None:
     for x_index, x_key in enumerate(("minutes", "step")):
         for m_index, metric in enumerate(("total", "content", "style")):
             ax = axes[x_index, m_index]
-            for run in runs:
+            for index, run in enumerate(runs):
                 xs = [p[x_key] for p in run["points"]]
-                ax.plot(xs, [p[metric] for p in run["points"]], marker=".", label=run["name"])
+                # 20 colours, so that no two of a dozen runs share one
+                ax.plot(xs, [p[metric] for p in run["points"]], marker=".", label=run["name"],
+                        color=plt.cm.tab20(index % 20))
             if metric == "content" and runs:
                 ax.axhline(0.6 * runs[0]["painting_content"], color="grey", ls="--", lw=0.8,
                            label="0.6 x painting over photo")

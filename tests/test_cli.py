@@ -113,6 +113,14 @@ def test_a_budget_in_minutes_ends_training_with_the_learning_rate_at_zero(traine
     lr = state["optimizer_states"][0]["param_groups"][0]["lr"]
     assert 0 <= lr < 0.15e-3, lr  # lr=1e-3 decayed to (nearly) 0 as the minutes ran out
     assert "time_left=0:0" in result.stdout  # the bar counts down the budget, not 100,000 steps
+    # The budget counts the minutes before a resume too (Lightning's Timer is in the checkpoint):
+    # continuing a run whose 12 s are spent trains no further.
+    again = run("train.py", *train_args(root, tmp_path, "lr_decay=linear", "ckpt_path=last",
+                                        "trainer.max_steps=100000",
+                                        "trainer.max_time=00:00:00:12"), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] <= state["global_step"] + 1
 
 
 def test_corrupt_photo_is_skipped_with_a_warning(trained):
