@@ -385,9 +385,14 @@ DDP_SCRIPT = textwrap.dedent('''
                 "seen": seen, "weights": hashlib.sha256(weights).hexdigest(),
                 "world_size": trainer.world_size}))
 
+    # "budget": a linear decay to the end of 8 s of wall clock instead of 4 steps
+    budget = sys.argv[4:] == ["budget"]
     system = StyleTransferSystem(style, style_size=32, width=8, num_residual_blocks=1,
-                                 vgg_weights="random", channels_last=False)
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=4,
+                                 vgg_weights="random", channels_last=False,
+                                 lr_decay="linear" if budget else "none")
+    length = dict(max_steps=-1, max_epochs=-1, max_time={"seconds": 8}) if budget else dict(
+        max_steps=4)
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", **length,
                         use_distributed_sampler=False, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, precision="32-true", callbacks=[Record()])
@@ -412,6 +417,21 @@ def test_ddp_two_processes_train_on_different_photos(photos, style_path, tmp_pat
         assert not shards[0] & shards[1], f"epoch {epoch}: both ranks loaded {shards[0] & shards[1]}"
     assert ranks[0]["seen"][:4] != ranks[0]["seen"][4:]  # a new order in epoch 2
     assert ranks[0]["weights"] == ranks[1]["weights"]  # gradients were averaged: one model
+
+
+@pytest.mark.slow
+def test_ddp_processes_share_one_time_budget_schedule(photos, style_path, tmp_path):
+    """A decay to trainer.max_time reads a clock; each process has its own, so rank 0's
+    fraction is used by all (else their rates, then their weights, would differ)."""
+    script = tmp_path / "ddp_record.py"
+    script.write_text(DDP_SCRIPT)
+    result = subprocess.run([sys.executable, str(script), str(tmp_path), str(photos),
+                             str(style_path), "budget"], check=False, capture_output=True,
+                            text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert len(ranks[0]["seen"]) > 8  # more than 4 steps: the clock ended it
+    assert ranks[0]["weights"] == ranks[1]["weights"]
 
 
 @pytest.mark.slow

@@ -356,8 +356,13 @@ class StyleTransferSystem(L.LightningModule):
         """lr_factor for this run: the decay ends at trainer.max_steps or at trainer.max_time,
         whichever comes first, so a budget in minutes ends at lr 0 instead of being cut off."""
         hp = self.hparams
+        time_done = budget_time_done(self.trainer)
+        if self.trainer.world_size > 1 and budget_timer(self.trainer) is not None:
+            # Each process reads its own clock: without one fraction for all, the processes
+            # would step with slightly different rates and their weights would drift apart.
+            time_done = self.trainer.strategy.broadcast(time_done, src=0)
         return lr_factor(step, hp.lr_warmup_steps, hp.lr_decay, self.trainer.max_steps,
-                         time_done=budget_time_done(self.trainer))
+                         time_done=time_done)
 
 
 LR_DECAYS = ("none", "cosine", "linear")
