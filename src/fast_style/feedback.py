@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 
-from fast_style.module import budget_time_done, budget_timer
+from fast_style.module import budget_time_done, budget_timer, time_budget_binds
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,8 @@ class StepProgressBar(TQDMProgressBar):
         # A budget in minutes (trainer.max_time) that ends the run before max_steps does: the
         # bar's own estimate counts towards max_steps, so say when the budget runs out.
         timer = budget_timer(trainer)
-        steps = trainer.max_steps
-        if timer is not None and (steps < 1 or budget_time_done(trainer) * steps > trainer.global_step):
+        if timer is not None and time_budget_binds(trainer.global_step, trainer.max_steps,
+                                                   budget_time_done(trainer)):
             left = max(0, round(timer.time_remaining("train")))
             metrics["time_left"] = f"{left // 60}:{left % 60:02d}"
         return metrics

@@ -384,6 +384,12 @@ def budget_time_done(trainer: L.Trainer) -> float:
     return min(1.0, elapsed / max(elapsed + remaining, 1e-9))
 
 
+def time_budget_binds(step: int, total: int, time_done: float) -> bool:
+    """Whether the time budget runs out before the steps do: there is no step budget, or a
+    larger share of the time than of the ``total`` steps is spent at ``step``."""
+    return total < 1 or time_done > step / total
+
+
 def lr_factor(step: int, warmup: int, decay: str, total: int, time_done: float = 0.0) -> float:
     """The learning rate at ``step`` as a fraction of ``lr``: a linear warm-up over ``warmup``
     steps, then constant ("none"), or down to 0 along a half cosine ("cosine") or a straight
@@ -394,7 +400,7 @@ def lr_factor(step: int, warmup: int, decay: str, total: int, time_done: float =
     if decay == "none":
         return 1.0
     done = min(1.0, (step - warmup) / (total - warmup)) if total > warmup else 0.0
-    if total < 1 or time_done > step / total:  # the time budget runs out before the steps do
+    if time_budget_binds(step, total, time_done):
         done = time_done
     if decay == "linear":
         return 1.0 - done
