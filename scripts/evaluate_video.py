@@ -14,7 +14,9 @@ denoise+features is the default) it stylises every frame of the clip and reports
   both frames (Farnebäck flow, forward-backward checked; flicker.py); lower is steadier;
 - the judge's content / style / total loss (fast_style/evaluation.py) on ``judge_frames``
   frames spread over the clip, as saved (8-bit): stabilisation must not wash the style out;
-- fps: frames stylised per second (network and stabilisation; decoding and encoding excluded).
+- fps: frames stylised per second (network and stabilisation; decoding and encoding excluded),
+  over all frames and, as steady fps, the median frame's after the first two (compile=true
+  compiles during the first).
 Prints markdown tables and, as the last line of stdout, one JSON object with a key per mode.
 
 Options (key=value):
@@ -35,6 +37,7 @@ Options (key=value):
                        video.*; default: the same defaults)
 """
 
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -90,13 +93,12 @@ def run_mode(model, path: Path, mode: str, judged: set[int], strip: range, judge
     """Stylise the clip in one mode: flicker, fps, judge scores and the strip's frames."""
     stabilizer = Stabilizer(model, stabilize=StabilizeOptions.parse(mode, **settings(opts)))
     meter, warping = FlickerMeter(), WarpingErrorMeter()
-    scores, kept, seconds, count = [], {}, 0.0, 0
+    scores, kept, times = [], {}, []
     try:
         for index, frame in enumerate(read_frames(path, opts.limit)):
             start = time.perf_counter()
             output = stabilizer(frame)
-            seconds += time.perf_counter() - start
-            count += 1
+            times.append(time.perf_counter() - start)
             meter.add(frame, output)
             warping.add(frame, output)
             if index in judged and judge is not None:
@@ -106,8 +108,12 @@ def run_mode(model, path: Path, mode: str, judged: set[int], strip: range, judge
                 kept[index] = output
     finally:
         stabilizer.close()
-    result = {"flicker": meter.value, "warp_error": warping.value, "fps": count / seconds if seconds else None,
-              "frames": count, "cuts": stabilizer.cuts}
+    # steady_fps leaves out the first two frames: compilation (compile=true) and warm-up.
+    steady = times[2:]
+    result = {"flicker": meter.value, "warp_error": warping.value,
+              "fps": len(times) / sum(times) if times else None,
+              "steady_fps": 1 / statistics.median(steady) if steady else None,
+              "frames": len(times), "cuts": stabilizer.cuts}
     if scores:
         result.update({m: ev.mean_std([s[m] for s in scores]) for m in ev.METRICS})
     return result, kept
@@ -162,17 +168,18 @@ def main(argv: list[str]) -> None:
     base = results.get("frame", {}).get("flicker")
     base_warp = results.get("frame", {}).get("warp_error")
     header = ["mode", "flicker", "vs frame", "warp error", "vs frame", "content", "style",
-              "total", "fps"]
+              "total", "fps", "steady fps"]
     rows = []
     for mode, r in results.items():
         ratio = f"{r['flicker'] / base:.2f}" if base else "-"
         warp_ratio = f"{r['warp_error'] / base_warp:.2f}" if base_warp else "-"
         losses = [ev.fmt_mean_std(r[m]) if m in r else "-" for m in ev.METRICS]
         rows.append([mode, f"{r['flicker']:.5f}", ratio, f"{r['warp_error']:.5f}", warp_ratio,
-                     *losses, f"{r['fps']:.2f}"])
+                     *losses, f"{r['fps']:.2f}",
+                     f"{r['steady_fps']:.2f}" if r["steady_fps"] else "-"])
     if reference:
         rows.append(["clip, unchanged", "-", "-", "-", "-",
-                     *[ev.fmt_mean_std(reference[m]) for m in ev.METRICS], "-"])
+                     *[ev.fmt_mean_std(reference[m]) for m in ev.METRICS], "-", "-"])
     print(ev.markdown_table(header, rows))
 
     if opts.strip and strip:

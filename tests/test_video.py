@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 
 import av
 import numpy as np
@@ -303,6 +304,43 @@ def test_features_start_each_shot_as_the_plain_network_pass():
     assert torch.equal(first_features, first_plain)
 
 
+def test_features_with_compile_compile_each_stage_once(monkeypatch):
+    """compile=true reaches the default mode: its stage-by-stage pass compiles the encoder, the
+    residual blocks and the decoder, once each, and paints what the eager stages paint."""
+    compiled = []
+
+    def recording_compile(module, **kwargs):
+        compiled.append(type(module).__name__)
+        return module  # run eagerly: the frames must then match the eager model's exactly
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    frames = clip_frames(count=3, motion=2, noise=4)
+    eager = stylise(frames, "denoise+features")[0]
+    model = fp32_model()
+    model.compile = True
+    got = stylise(frames, "denoise+features", model=model)[0]
+    net = model.net
+    assert compiled == [type(net.encoder).__name__, type(net.residuals).__name__,
+                        type(net.decoder).__name__]
+    assert set(model._compiled) == {"encoder", "residuals", "decoder"}
+    assert all(torch.equal(a, b) for a, b in zip(got, eager, strict=True))
+
+
+@pytest.mark.slow
+def test_features_compiled_for_real_match_the_eager_frames():
+    frames = clip_frames(count=3, motion=2, noise=4)
+    eager = stylise(frames, "denoise+features")[0]
+    model = fp32_model()
+    model.compile = True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = stylise(frames, "denoise+features", model=model)[0]
+    assert model.compile, [str(w.message) for w in caught]  # no fallback to eager
+    for a, b in zip(got, eager, strict=True):
+        mse = ((a.float() - b.float()) / 255).pow(2).mean()
+        assert -10 * torch.log10(mse.clamp_min(1e-12)) >= 45
+
+
 def test_frames_too_small_for_optical_flow_are_taken_as_still():
     outputs, _ = stylise(clip_frames(count=3, noise=4, w=10, h=8), "denoise+flow")
     assert [tuple(o.shape) for o in outputs] == [(3, 8, 10)] * 3
@@ -397,6 +435,7 @@ def test_evaluate_video_prints_flicker_and_warp_error_per_mode(tmp_path, tiny_ck
                                                                      "stats+flow"}
     assert payload["warp_error"]["denoise"] < payload["warp_error"]["frame"]
     assert payload["modes"]["frame"]["frames"] == 4 and (tmp_path / "strip.png").is_file()
+    assert payload["modes"]["frame"]["steady_fps"] > 0  # frames 3 and 4
     bad = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate_video.py"),
                           f"ckpt={tiny_ckpt}", f"input={source}", "modes=frame,blend+flow"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)

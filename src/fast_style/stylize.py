@@ -232,16 +232,18 @@ class TorchModel(Model):
     it fuses the reflection pads, norms and ReLUs around the convolutions and folds the weights
     in (~1.2x the eager pass on a CPU without bf16: benchmarks/README.md). The first image of
     each new shape waits for compilation (12-14 s on that CPU), so it pays on folders and
-    video. Tiled passes, and passes whose norms carry given statistics (video's shared
-    statistics), run eagerly: those reach into the network's layers, which a frozen graph has
-    folded away.
+    video. Video's ``features`` runs the network stage by stage (``run_stage``): each stage
+    compiles on its own. Tiled passes, and passes whose norms carry given statistics (video's
+    shared statistics), run eagerly: those reach into the network's layers, which a frozen
+    graph has folded away.
     """
 
     def __init__(self, net: TransformerNet, info: dict, device: torch.device, precision: str,
                  compile: bool = False):
         self.info, self.device, self.precision = info, device, precision
         self.compile = compile
-        self._compiled: Callable[[torch.Tensor], torch.Tensor] | None = None
+        # "net" (whole passes) or a stage's name -> its compiled graph.
+        self._compiled: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
         self.dtype = DTYPES[precision]
         self.net = net.eval().to(device, self.dtype, memory_format=torch.channels_last)
         self.norms = [m for m in self.net.modules() if isinstance(m, InstanceNorm2d)]
@@ -256,7 +258,7 @@ class TorchModel(Model):
     def use_style_weights(self, weights: torch.Tensor | None) -> None:
         # Set on the norms once: tiled inference runs the network's stages one by one.
         self.net.set_style_weights(None if weights is None else weights.to(self.device))
-        self._compiled = None  # a frozen graph holds the old weights as constants
+        self._compiled = {}  # a frozen graph holds the old weights as constants
 
     def place(self, x: torch.Tensor) -> torch.Tensor:
         """A float batch as the network takes it: its device, precision and channels_last."""
@@ -267,15 +269,21 @@ class TorchModel(Model):
         return self._forward(self.place(image)).float().clamp_(0, 1).cpu()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run_stage("net", x)
+
+    def run_stage(self, stage: str, x: torch.Tensor) -> torch.Tensor:
+        """The whole network ("net") or one of its stages ("encoder", "residuals", "decoder")
+        on a placed batch, compiled when ``compile`` is on and nothing reaches into its layers."""
+        module = self.net if stage == "net" else getattr(self.net, stage)
         if not self.compile or any(norm._forward_pre_hooks or norm.stats is not None
                                    for norm in self.norms):
-            return self.net(x)
-        if self._compiled is None:
+            return module(x)
+        if stage not in self._compiled:
             # dynamic=None: the first shape compiles static; a second shape recompiles once with
             # symbolic sizes, which then serves photos of every size without compiling again.
-            self._compiled = torch.compile(self.net, options={"freezing": True})
+            self._compiled[stage] = torch.compile(module, options={"freezing": True})
         try:
-            return self._compiled(x)
+            return self._compiled[stage](x)
         except torch.OutOfMemoryError:
             raise  # the photo is too large, compiled or not: the caller's error to report
         except Exception as e:  # noqa: BLE001 - Inductor raises many kinds (no C++ compiler, ...)
@@ -285,7 +293,7 @@ class TorchModel(Model):
             warnings.warn(f"compile=true failed, running uncompiled instead "
                           f"({type(cause).__name__}: {first})", stacklevel=3)
             self.compile = False
-            return self.net(x)
+            return module(x)
 
     def describe(self) -> str:
         return super().describe() + (", compiled" if self.compile else "")

@@ -16,7 +16,8 @@ each pixel. The remedies (``Stabilizer``; parts of a mode, joined by +):
   where the input held still; then the decoder paints the frame. What the network has
   recognised carries over from frame to frame, so it paints the same strokes again, and the
   strokes stay crisp: the decoder's input is averaged, not its output. PyTorch networks only,
-  on frames small enough not to be tiled (elsewhere skipped, with a note).
+  on frames small enough not to be tiled (elsewhere skipped, with a note); ``compile=true``
+  compiles each of the three stages.
 - ``denoise+features`` (the default): both. Flicker 0.23x on a still shot and 0.59x on a slow
   pan, style loss +2.5% and +7.1% (benchmarks/video.md).
 - ``stats``: every InstanceNorm2d normalises with a running average over time
@@ -281,9 +282,10 @@ class FeatureBlend:
             self.previous[stage] = features
             return features
 
-        features = blend("encoder", net.encoder(padded))
-        features = blend("residuals", net.residuals(features))
-        out = net.activate(net.decoder(features)[..., :x.shape[-2], :x.shape[-1]], x)[0]
+        features = blend("encoder", model.run_stage("encoder", padded))
+        features = blend("residuals", model.run_stage("residuals", features))
+        painted = model.run_stage("decoder", features)
+        out = net.activate(painted[..., :x.shape[-2], :x.shape[-1]], x)[0]
         h, w = image.shape[-2] - 2 * margin, image.shape[-1] - 2 * margin
         return out[:, margin:margin + h, margin:margin + w].float().clamp_(0, 1).cpu()
 
