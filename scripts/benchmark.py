@@ -150,6 +150,7 @@ TRAIN_VARIANTS = {
     "bf16 channels_last aten-IN autocast-pads": (["trainer.precision=bf16-mixed"], False, False,
                                                  False),
     "default": ([], False, None, True),  # None: the norm route the device picks
+    "default compiled": (["model.compile=true"], False, None, True),  # model.compile=true's route
 }
 
 
