@@ -306,23 +306,51 @@ def test_features_start_each_shot_as_the_plain_network_pass():
 
 def test_features_with_compile_compile_each_stage_once(monkeypatch):
     """compile=true reaches the default mode: its stage-by-stage pass compiles the encoder, the
-    residual blocks and the decoder, once each, and paints what the eager stages paint."""
-    compiled = []
+    residual blocks and the decoder, once each, and runs every frame through those graphs."""
+    model = fp32_model()
+    stages = {id(getattr(model.net, name)): name for name in ("encoder", "residuals", "decoder")}
+    compiled, calls = [], []
 
     def recording_compile(module, **kwargs):
-        compiled.append(type(module).__name__)
-        return module  # run eagerly: the frames must then match the eager model's exactly
+        name = stages[id(module)]
+        compiled.append(name)
+
+        def run(x):
+            calls.append(name)
+            return module(x)  # eagerly: the frames must match the eager model's exactly
+        return run
 
     monkeypatch.setattr(torch, "compile", recording_compile)
     frames = clip_frames(count=3, motion=2, noise=4)
     eager = stylise(frames, "denoise+features")[0]
-    model = fp32_model()
     model.compile = True
     got = stylise(frames, "denoise+features", model=model)[0]
-    net = model.net
-    assert compiled == [type(net.encoder).__name__, type(net.residuals).__name__,
-                        type(net.decoder).__name__]
-    assert set(model._compiled) == {"encoder", "residuals", "decoder"}
+    assert compiled == ["encoder", "residuals", "decoder"]
+    assert calls == ["encoder", "residuals", "decoder"] * 3
+    assert all(torch.equal(a, b) for a, b in zip(got, eager, strict=True))
+    # Shared statistics reach into the norms: with them every stage runs eagerly.
+    calls.clear()
+    stylise(frames, "stats+features", model=model)
+    assert calls == []
+
+
+def test_features_fall_back_to_eager_when_a_later_stage_fails_to_compile(monkeypatch):
+    model = fp32_model()
+
+    def compile_all_but_residuals(module, **kwargs):
+        def run(x):
+            if module is model.net.residuals:
+                raise RuntimeError("backend='inductor' raised:\nLoweringException: ...")
+            return module(x)
+        return run
+
+    monkeypatch.setattr(torch, "compile", compile_all_but_residuals)
+    frames = clip_frames(count=3, motion=2, noise=4)
+    eager = stylise(frames, "denoise+features")[0]
+    model.compile = True
+    with pytest.warns(UserWarning, match="compile=true failed, running uncompiled instead"):
+        got = stylise(frames, "denoise+features", model=model)[0]
+    assert not model.compile
     assert all(torch.equal(a, b) for a, b in zip(got, eager, strict=True))
 
 
