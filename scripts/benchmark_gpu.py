@@ -21,9 +21,10 @@ run stopped at its time limit still leaves what it measured:
   infer.py runs: upload, network, download) and the network alone, plus both norm routes;
 - correctness: the GPU's output against the CPU's fp32 output of the same trained weights (PSNR);
 - video: fps of a 1080p pan through the default stabiliser and frame by frame;
-- quality (only with ``--quality-s N``): the real ``train.py`` for N seconds of this GPU, its
-  cosine schedule sized from the measured step rate, judged like benchmarks/time_to_quality.md
-  (the 20 photos ``data.val_count=20`` holds out, at their native size).
+- quality (only with ``--quality-s N``): the real ``train.py``, compiled, for Johnson's 40,000
+  steps (``--quality-steps``) or N seconds, whichever ends first, its learning rate decaying
+  linearly to 0 there; train.py's own pace and every kept checkpoint judged like
+  benchmarks/time_to_quality.md (the 20 photos ``data.val_count=20`` holds out, native size).
 
 ``--tiny`` shrinks every size and count so the whole script runs in seconds on a CPU (the test
 suite runs it so that it cannot rot); its figures mean nothing.
@@ -383,37 +384,55 @@ def video_section(net, device: str, size: tuple[int, int], frames: int) -> dict:
 
 # --------------------------------------------------------------------------------- quality
 
-# experiment=cpu_budget's peak rate and warm-up, with the cosine to a step count that the GPU runs
-# in gpu.md were measured with (the CPU preset now decays linearly to a budget in minutes).
-QUALITY_RECIPE = ["lr=2e-3", "lr_warmup_steps=100", "lr_decay=cosine"]
+# experiment=cpu_budget's recipe (lr 2e-3, 100-step warm-up, linear decay to 0 where the run
+# ends), at train.py's own 256 px and batch 4. Runs 1-3 in gpu.md used a cosine sized in steps
+# from the measured rate instead; train.py now ends the decay at trainer.max_time itself.
+QUALITY_RECIPE = ["lr=2e-3", "lr_warmup_steps=100", "lr_decay=linear"]
 
 
-def quality_section(overrides: list[str], device: str, seconds: float, steps_per_s: float,
-                    out_dir: Path, tiny: bool, compile_s: float | None = None) -> dict:
-    """`python train.py style=starry_night` (256 px, batch 4, this GPU's precision) with
-    QUALITY_RECIPE's schedule ending where ``seconds`` of training end, judged on held-out photos.
-    ``compile_s``: train with model.compile=true, whose first step took that long."""
+def max_time(seconds: float) -> str:
+    """trainer.max_time's DD:HH:MM:SS for a number of seconds."""
+    s = max(1, int(seconds))
+    return f"{s // 86400:02d}:{s // 3600 % 24:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def quality_section(overrides: list[str], device: str, seconds: float, max_steps: int,
+                    out_dir: Path, tiny: bool, compile_: bool) -> dict:
+    """`python train.py style=starry_night` (256 px, batch 4, this GPU's precision) for
+    ``max_steps`` steps or ``seconds`` of training, whichever comes first, with QUALITY_RECIPE's
+    rate decaying to 0 there; every kept checkpoint judged on the held-out photos."""
     import time_to_quality as ttq
 
-    # train.py's own start-up (VGG, Grams, workers) and validations eat into the budget.
-    stepping_s = seconds - (compile_s or 0)
-    steps = 4 if tiny else max(200, int(steps_per_s * stepping_s * 0.8))
-    every = 2 if tiny else max(50, steps // 6 // 50 * 50)
-    # Loader workers: train.py's own data.num_workers=auto (8 on a 16-core GPU machine).
+    steps = 4 if tiny else max_steps
+    every = 2 if tiny else max(100, steps // 10 // 100 * 100)
+    # Loader workers: train.py's own data.num_workers=auto (8 on a 16-core GPU machine). Tiny
+    # runs set no time limit: their 4 steps must all run, however slow the CPU is today.
     recipe = [*overrides, *QUALITY_RECIPE, f"trainer.max_steps={steps}",
-              *(["model.compile=true"] if compile_s is not None else []),
+              *([] if tiny else [f"trainer.max_time={max_time(seconds)}"]),
+              *(["model.compile=true"] if compile_ else []),
               *(["data.image_size=32", "data.batch_size=2", "data.num_workers=0"] if tiny else [])]
     with tempfile.TemporaryDirectory() as tmp:  # checkpoints and logs: only the network is kept
         try:
-            start, ckpt_dir = ttq.train("gpu_quality", (seconds + 90) / 60, every, None,
+            # The limit here is a safety net past trainer.max_time (start-up, compilation).
+            start, ckpt_dir = ttq.train("gpu_quality", (seconds + 120) / 60, every, None,
                                         Path(tmp), recipe, "starry_night")
         except SystemExit as e:  # train.py failed: keep its log, and the other sections
             shutil.copyfile(Path(tmp) / "gpu_quality.train.log", out_dir / "gpu_quality.train.log")
             raise RuntimeError(f"{e} (copied to {out_dir / 'gpu_quality.train.log'})") from None
+        shutil.copyfile(Path(tmp) / "gpu_quality.train.log", out_dir / "gpu_quality.train.log")
         found = ttq.snapshots(ckpt_dir, start)
         shutil.copyfile(ckpt_dir / "starry_night.pth", out_dir / "gpu_quality_starry_night.pth")
         points, reference = judge(found, device, tiny)
+    # train.py's own pace between the first and the last kept checkpoint: the steady state,
+    # validation and checkpointing included, compilation and start-up not.
+    (first, t0, _), (last, t1, _) = found[0], found[-1]
+    pace = {"steady_ms_per_step": round((t1 - t0) * 60_000 / (last - first), 2)} \
+        if last > first else {}
+    if pace:
+        pace["projected_40k_steps_min"] = round(pace["steady_ms_per_step"] * JOHNSON_STEPS
+                                                / 60_000, 2)
     return {"recipe": recipe, "train_seconds_budget": seconds, "max_steps": steps,
+            "steps_run": last, "minutes_from_launch": round(t1, 2), **pace,
             "network": "gpu_quality_starry_night.pth", **reference, "points": points}
 
 
@@ -448,6 +467,8 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--quality-s", type=float, default=0,
                         help="also train for this many seconds and judge (adds to --budget-s)")
+    parser.add_argument("--quality-steps", type=int, default=JOHNSON_STEPS,
+                        help="the quality run's steps, if --quality-s does not end it first")
     parser.add_argument("--sections", help="run only these, comma-separated (default: all)")
     parser.add_argument("--train-batches", help="training batch sizes, comma-separated "
                         "(default: 4,16)")
@@ -533,21 +554,9 @@ def main() -> None:
         return result
 
     def quality():
-        def batch4(section: str) -> dict | None:  # train.py's batch, else the first measured
-            rows = [r for r in report["sections"].get(section, [])
-                    if isinstance(r, dict) and r.get("losses_finite")]
-            return next((r for r in rows if r["batch_size"] == 4), rows[0] if rows else None)
+        return quality_section(overrides, args.device, args.quality_s, args.quality_steps,
+                               out.parent, args.tiny, compile_=not (args.no_compile or args.tiny))
 
-        eager, compiled = batch4("train"), batch4("train_compiled")
-        if eager is None:
-            raise RuntimeError("no eager training rate measured to size the schedule from")
-        # Compiled where it trained finite and faster: then its compilation time comes off.
-        use = compiled if compiled and compiled["step_ms"] < eager["step_ms"] else eager
-        return quality_section(overrides, args.device, args.quality_s,
-                               use["images_per_s"] / use["batch_size"], out.parent, args.tiny,
-                               compile_s=use["first_step_s"] if use is compiled else None)
-
-    # Training first, compiled too: the quality run is sized from the faster of the two.
     record("train", train_eager)
     record("train_compiled", train_compiled)
     record("step_profile", lambda: step_profile(overrides, args.device, 4, size["image_size"],

@@ -46,6 +46,8 @@ def test_gpu_benchmark_runs_every_section_in_tiny_mode(tmp_path):
     assert video["fp16 default fps (mp4 file to mp4 file)"] > 0  # PyAV is installed here
     quality = sections["quality"]  # the real train.py, then the judge on held-out photos
     assert [p["step"] for p in quality["points"]] == [2, 4]
+    assert quality["steps_run"] == 4 and quality["steady_ms_per_step"] > 0  # train.py's own pace
+    assert "lr_decay=linear" in quality["recipe"]
     assert all(p["total"] > 0 and p["content_vs_painting"] > 0 for p in quality["points"])
     assert quality["judged_photos"] == 2 and quality["painting_content"] > 0
     assert (tmp_path / "gpu_quality_starry_night.pth").is_file()  # the trained network comes back
