@@ -43,6 +43,7 @@ import tempfile
 import time
 import traceback
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -78,6 +79,23 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def mark(device: str):
+    """A point on the device's timeline: a recorded CUDA event (the CPU does not wait), or the
+    CPU's clock where the device is the CPU."""
+    if device != "cuda":
+        return time.perf_counter()
+    event = torch.cuda.Event(enable_timing=True)
+    event.record()
+    return event
+
+
+def gaps_ms(marks: list) -> list[float]:
+    """Milliseconds between consecutive marks (the device drained first)."""
+    if marks and not isinstance(marks[0], float):
+        return [a.elapsed_time(b) for a, b in pairwise(marks)]
+    return [(b - a) * 1000 for a, b in pairwise(marks)]
+
+
 def peak_memory_mb(device: str) -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None
 
@@ -103,15 +121,19 @@ def train_run(overrides: list[str], device: str, batch_size: int, image_size: in
     photos = torch.rand(batch_size * (warmup + steps), 3, image_size, image_size)
 
     class Clock(L.Callback):
-        """Wall time of the steps after warm-up, the device drained at both ends."""
+        """Wall time of the steps after warm-up, the device drained at both ends; and each
+        step's start as the device reaches it (CUDA events: no wait), whose gaps give a median
+        that one slow step (a recompilation, a CUDA-graph recording) cannot move."""
 
         def __init__(self):
-            self.first_step_s, self.losses = None, []
+            self.first_step_s, self.losses, self.marks = None, [], []
 
         def on_train_batch_start(self, trainer, *args):
             if trainer.global_step in (0, warmup):
                 sync(device)
                 self.start = time.perf_counter()
+            if trainer.global_step >= warmup:
+                self.marks.append(mark(device))
 
         def on_train_batch_end(self, trainer, module, outputs, *args):
             # Kept on the device and read at the end: reading each step's loss would make the
@@ -122,6 +144,7 @@ def train_run(overrides: list[str], device: str, batch_size: int, image_size: in
                 self.first_step_s = time.perf_counter() - self.start
 
         def on_train_end(self, *args):
+            self.marks.append(mark(device))
             sync(device)
             self.elapsed = time.perf_counter() - self.start
 
@@ -140,6 +163,9 @@ def train_run(overrides: list[str], device: str, batch_size: int, image_size: in
         "channels_last": bool(system.hparams.channels_last), "compile": compile_,
         "timed_steps": steps, "warmup_steps": warmup,
         "first_step_s": round(clock.first_step_s, 3), "step_ms": round(step_s * 1000, 2),
+        # The median step and the slowest: far from step_ms, a few steps stalled the run.
+        **{f"step_ms_{name}": round(f(gaps_ms(clock.marks)), 2)
+           for name, f in (("median", statistics.median), ("max", max))},
         "images_per_s": round(batch_size / step_s, 1),
         "projected_40k_steps_min": round(JOHNSON_STEPS * step_s / 60, 1),
         "losses_finite": all(math.isfinite(x) for x in clock.losses),

@@ -29,6 +29,7 @@ def test_gpu_benchmark_runs_every_section_in_tiny_mode(tmp_path):
     [train] = sections["train"]
     assert train["losses_finite"] and train["images_per_s"] > 0
     assert train["projected_40k_steps_min"] > 0
+    assert 0 < train["step_ms_median"] <= train["step_ms_max"]  # every timed step's own gap
     assert sections["train_compiled"][0]["skipped"]  # compiling is for the real run
     assert sections["step_profile"]["profiled_steps"] == 1  # no CUDA kernels on a CPU
     gram = sections["gram"]
