@@ -468,9 +468,11 @@ def main() -> None:
     overhead.add_argument("--warmup", type=int, default=20)
     overhead.set_defaults(func=cmd_overhead)
 
-    from benchmark_infer import add_infer_parser  # the infer subcommand lives beside this file
+    from benchmark_infer import add_infer_parser  # the infer and video subcommands live beside
+    from benchmark_video import add_video_parser  # this file
 
     add_infer_parser(sub)
+    add_video_parser(sub)
 
     overfit = sub.add_parser("overfit", help="loss curves of fp32 vs mixed precision, one batch")
     overfit.add_argument("--batch-size", type=int, default=4)

@@ -281,6 +281,37 @@ def test_the_default_parts_steady_a_pan_and_keep_each_output_a_full_network_pass
     assert detail(stylise(frames, "flow")[0]) < detail(steady)
 
 
+@pytest.mark.parametrize("mode", ["denoise+features", "denoise+features+flow"])
+def test_each_frame_takes_its_luma_and_held_still_weight_once(mode, monkeypatch):
+    """The parts that follow the flow share one held_still weight, and each frame's luma for the
+    flow is made once (as the current frame) and kept for the next: both are full-frame passes,
+    what the stabiliser costs beside the network (benchmarks/video.md)."""
+    from fast_style.video import motion, stabilize
+
+    calls = {"held_still": 0, "luma": 0}
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(stabilize, "held_still", counted("held_still", stabilize.held_still))
+    monkeypatch.setattr(motion, "_gray", counted("luma", motion._gray))
+    frames = clip_frames(count=5, motion=2, noise=4, w=96, h=64)
+    outputs, stabilizer = stylise(frames, mode)
+    assert len(outputs) == 5 and stabilizer.cuts == 0
+    assert calls == {"held_still": 4, "luma": 5}  # every frame after the first; every frame
+
+
+def test_flow_from_kept_luma_is_the_flow_from_the_frames():
+    frames = [f.float() / 255 for f in tensors(clip_frames(count=2, motion=3, w=96, h=64))]
+    estimator = FlowEstimator("dis")
+    kept = estimator.between(estimator.luma(frames[1]), estimator.luma(frames[0]), 64, 96)
+    assert torch.equal(kept, estimator(frames[1], frames[0]))
+    assert not estimator.between(None, estimator.luma(frames[0]), 64, 96).any()  # too small: still
+
+
 def test_warp_works_on_the_flows_device():
     """The sampling grid is made where the flow lives (a GPU's features): meta tensors stand in
     for a GPU here."""

@@ -61,30 +61,44 @@ class FlowEstimator:
                     if method == "dis" else None)
 
     def __call__(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        height, width = current.shape[-2:]
+        return self.between(self.luma(current), self.luma(previous), *current.shape[-2:])
+
+    def luma(self, frame: torch.Tensor) -> np.ndarray | None:
+        """What the flow is estimated on: a (3, H, W) float frame as small uint8 luma (None for
+        frames too small to estimate motion on). A video's frames each need it twice, as the
+        current frame and then as the previous one: the Stabilizer keeps it in between."""
+        height, width = frame.shape[-2:]
         if min(height, width) < MIN_SIDE:  # DIS refuses such frames: take them as still
+            return None
+        return _gray(frame, _flow_size(height, width))
+
+    def between(self, current: np.ndarray | None, previous: np.ndarray | None, height: int,
+                width: int) -> torch.Tensor:
+        """The backward flow (2, height, width) between two frames' ``luma``."""
+        if current is None or previous is None:
             return torch.zeros(2, height, width)
-        size = _flow_size(height, width)
-        a, b = _gray(current, size), _gray(previous, size)
         if self.dis is not None:
-            flow = self.dis.calc(a, b, None)
+            flow = self.dis.calc(current, previous, None)
         else:
-            flow = self.cv2.calcOpticalFlowFarneback(a, b, None, pyr_scale=0.5, levels=4,
-                                                     winsize=15, iterations=3, poly_n=5,
-                                                     poly_sigma=1.2, flags=0)
+            flow = self.cv2.calcOpticalFlowFarneback(current, previous, None, pyr_scale=0.5,
+                                                     levels=4, winsize=15, iterations=3,
+                                                     poly_n=5, poly_sigma=1.2, flags=0)
         return _to_full(flow, height, width)
 
 
-def warp(image: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def warp(image: torch.Tensor, flow: torch.Tensor,
+         with_inside: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(C, H, W) ``image`` of the previous frame laid over the current one along ``flow``
-    (bilinear), and a (1, H, W) mask: 1 where the source point lies on the frame."""
+    (bilinear), and a (1, H, W) mask: 1 where the source point lies on the frame (None when
+    ``with_inside`` is false: callers that discard it skip a full-frame pass)."""
     _, height, width = image.shape
     ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=flow.device),
                             torch.arange(width, dtype=torch.float32, device=flow.device),
                             indexing="ij")
     x, y = xs + flow[0], ys + flow[1]
     # Half a pixel beyond the outer pixel centres still lies on the edge pixel.
-    inside = ((x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5)).float()[None]
+    inside = (((x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5)).float()[None]
+              if with_inside else None)
     grid = torch.stack([x / max(width - 1, 1) * 2 - 1, y / max(height - 1, 1) * 2 - 1], dim=-1)
     warped = F.grid_sample(image[None].float(), grid[None], mode="bilinear",
                            padding_mode="border", align_corners=True)[0]
@@ -97,7 +111,7 @@ def consistent(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
     Sundaram et al. 2010 that Ruder et al.'s video style transfer uses:
     |f(p + b(p)) + b(p)|^2 <= 0.01 (|f|^2 + |b|^2) + 0.5). ``forward``: previous -> current,
     ``backward``: current -> previous."""
-    returned, _ = warp(forward, backward)
+    returned, _ = warp(forward, backward, with_inside=False)
     error = (returned + backward).pow(2).sum(0, keepdim=True)
     motion = returned.pow(2).sum(0, keepdim=True) + backward.pow(2).sum(0, keepdim=True)
     return (error <= 0.01 * motion + 0.5).float()

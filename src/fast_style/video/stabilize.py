@@ -201,17 +201,21 @@ class TemporalBlend:
 
     def __call__(self, current: torch.Tensor, stylised: torch.Tensor,
                  previous_input: torch.Tensor | None, flow: torch.Tensor | None = None,
-                 inside: torch.Tensor | None = None) -> torch.Tensor:
+                 inside: torch.Tensor | None = None,
+                 still: torch.Tensor | None = None) -> torch.Tensor:
         """(3, H, W) float input, (3, H, W) float stylised -> (3, H, W) float blended.
         ``previous_input``: I_{t-1} (warped along ``flow`` when one is given); None at the first
-        frame of a shot."""
+        frame of a shot. ``still``: held_still(current, previous_input, threshold, inside)
+        where the caller has computed it already (it is left unchanged)."""
         if previous_input is None or self.previous_output is None:
             self.previous_output = stylised
             return stylised
         previous_output = self.previous_output
         if flow is not None:
-            previous_output, _ = warp(previous_output, flow)
-        weight = held_still(current, previous_input, self.threshold, inside).mul_(self.amount)
+            previous_output, _ = warp(previous_output, flow, with_inside=False)
+        if still is None:
+            still = held_still(current, previous_input, self.threshold, inside)
+        weight = still * self.amount
         blended = torch.lerp(stylised, previous_output, weight)
         self.previous_output = blended
         return blended
@@ -334,6 +338,7 @@ class Stabilizer:
         needs_flow = self.denoiser or self.features or self.blend_follows_flow
         self.flow = FlowEstimator("dis") if needs_flow else None
         self.last_input: torch.Tensor | None = None
+        self.last_luma = None  # the flow's view of last_input (FlowEstimator.luma)
         self.cuts = 0
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
@@ -342,8 +347,9 @@ class Stabilizer:
         current = TF.to_dtype(image, torch.float32, scale=True)
         # The previous frame, and the same moved along the flow (warped once, for all parts).
         previous, flow, aligned, inside = self.last_input, None, self.last_input, None
+        luma = self.flow.luma(current) if self.flow is not None else None
         if previous is not None and previous.shape == current.shape and self.flow is not None:
-            flow = self.flow(current, previous)
+            flow = self.flow.between(luma, self.last_luma, *current.shape[-2:])
             aligned, inside = warp(previous, flow)  # a pan is not a cut: compare after it
         if previous is not None and (
                 previous.shape != current.shape
@@ -354,17 +360,20 @@ class Stabilizer:
             for part in (self.stats, self.blend, self.denoiser, self.features):
                 if part:
                     part.reset()
-        self.last_input = current
+        self.last_input, self.last_luma = current, luma
+        # Where the input held still along the flow: one weight for every part that follows
+        # the flow (the denoiser, the features, the flow blend): one 5x5 mean of a full frame,
+        # the dearest step after the network (benchmarks/video.md).
+        still = (held_still(current, aligned, self.stabilize.motion_threshold, inside)
+                 if flow is not None else None)
         seen = image
         if self.denoiser:
             # Rounded, not truncated: the average must not darken the frame by half a level.
-            seen = self.denoiser(current, current, aligned, flow, inside).mul(255).round_() \
-                .clamp_(0, 255).to(torch.uint8)
-        still = (held_still(current, aligned, self.stabilize.motion_threshold, inside)
-                 if self.features and flow is not None else None)
+            seen = self.denoiser(current, current, aligned, flow, inside, still).mul(255) \
+                .round_().clamp_(0, 255).to(torch.uint8)
         stylised = self._stylise(seen, flow, still)
         if self.blend:
-            stylised = (self.blend(current, stylised, aligned, flow, inside)
+            stylised = (self.blend(current, stylised, aligned, flow, inside, still)
                         if self.blend_follows_flow else self.blend(current, stylised, previous))
         return finish(image, stylised, self.options.preserve_color, self.options.strength)
 
