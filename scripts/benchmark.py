@@ -169,12 +169,12 @@ def interleaved_train(overrides: list[str], names: list[str], batch_size: int, i
         cfg = compose_train_config(overrides + extra)
         system = build_system(cfg, reference).to(device).train()
         set_kernel_routes(system.transformer, batch_norm, pads)
+        precision = "32-true" if reference else training_precision(cfg.trainer.precision, device)
         if system.hparams.compile:
             if device != "cpu":  # a GPU's compiled step needs the Trainer (CUDA graphs, DDP)
                 raise SystemExit("model.compile=true: time it under the Trainer "
                                  "(scripts/benchmark_gpu.py's train_compiled)")
-            system.compile_for_training()  # what fit does: the CPU's stage-wise compile
-        precision = "32-true" if reference else training_precision(cfg.trainer.precision, device)
+            system.compile_for_training(precision)  # what fit does: the CPU's stage-wise compile
         systems[name] = (system, system.configure_optimizers(), precision)
     photos = torch.rand(batch_size, 3, image_size, image_size, device=device)
     sync = torch.cuda.synchronize if device == "cuda" else lambda: None

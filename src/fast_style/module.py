@@ -32,6 +32,13 @@ def _as_list(value: str | Sequence[str]) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
+# Inductor's 512-bit vector kernels computed NaN gradients in bf16 training on a CPU with
+# AVX512-BF16 and AMX (torch 2.14.1: the decoder's two upsampling blocks compiled together; the
+# same graph with 256-bit vectors, scalar code, or aot_eager was right; benchmarks/README.md).
+# 256-bit vectors are what Inductor uses on AVX2 CPUs anyway.
+CPU_BF16_COMPILE_OPTIONS = {"cpp.simdlen": 256}
+
+
 class StyleTransferSystem(L.LightningModule):
     """Trains ``self.transformer`` (the only thing with gradients) for one or several styles.
 
@@ -205,9 +212,9 @@ class StyleTransferSystem(L.LightningModule):
 
     def on_fit_start(self) -> None:
         if self.hparams.compile:
-            self.compile_for_training()
+            self.compile_for_training(str(self.trainer.precision))
 
-    def compile_for_training(self) -> None:
+    def compile_for_training(self, precision: str = "bf16-mixed") -> None:
         """torch.compile, as suits the device (``model.compile=true``; benchmarks/gpu.md).
 
         - A GPU: the whole training computation (network, VGG, losses) as one graph, replayed
@@ -220,12 +227,14 @@ class StyleTransferSystem(L.LightningModule):
         - A CPU: the transform network stage by stage, in place (state_dict keys unchanged), so
           validation runs compiled too. The whole network as one graph gave NaN gradients in
           bf16 from the first step (torch 2.14, CPU, width 32; width 8 and each stage alone
-          were fine).
+          were fine). In bf16 (``precision``), Inductor writes 256-bit vector code
+          (CPU_BF16_COMPILE_OPTIONS).
         """
         if self.device.type != "cuda":
+            options = CPU_BF16_COMPILE_OPTIONS if "bf16" in precision else None
             for stage in (self.transformer.encoder, self.transformer.residuals,
                           self.transformer.decoder):
-                stage.compile()
+                stage.compile(options=options)
             return
         trainer = self.trainer
         self.cuda_graphs = trainer.accumulate_grad_batches == 1 and trainer.world_size == 1
