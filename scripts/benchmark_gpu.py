@@ -139,12 +139,13 @@ def train_run(overrides: list[str], device: str, batch_size: int, image_size: in
             # Kept on the device and read at the end: reading each step's loss would make the
             # CPU wait for the GPU every step, which train.py does not (feedback.StepProgressBar).
             self.losses.append(outputs["loss"])
+            if trainer.global_step == warmup + steps:  # the end of the last timed step
+                self.marks.append(mark(device))
             if trainer.global_step == 1:
                 sync(device)
                 self.first_step_s = time.perf_counter() - self.start
 
         def on_train_end(self, *args):
-            self.marks.append(mark(device))
             sync(device)
             self.elapsed = time.perf_counter() - self.start
 
@@ -430,7 +431,9 @@ def quality_section(overrides: list[str], device: str, seconds: float, max_steps
     import time_to_quality as ttq
 
     steps = 4 if tiny else max_steps
-    every = 2 if tiny else max(100, steps // 10 // 100 * 100)
+    # At most 2,000 steps apart: a run that the time limit ends early still keeps several
+    # checkpoints to judge and to take its pace from.
+    every = 2 if tiny else max(100, min(2000, steps // 10 // 100 * 100))
     # Loader workers: train.py's own data.num_workers=auto (8 on a 16-core GPU machine). Tiny
     # runs set no time limit: their 4 steps must all run, however slow the CPU is today.
     recipe = [*overrides, *QUALITY_RECIPE, f"trainer.max_steps={steps}",
@@ -580,8 +583,13 @@ def main() -> None:
         return result
 
     def quality():
+        # Compiled, unless this run's compiled training failed or trained non-finite.
+        rows = report["sections"].get("train_compiled", [])
+        broken = isinstance(rows, dict) or any(
+            "error" in r or r.get("losses_finite") is False for r in rows)
         return quality_section(overrides, args.device, args.quality_s, args.quality_steps,
-                               out.parent, args.tiny, compile_=not (args.no_compile or args.tiny))
+                               out.parent, args.tiny,
+                               compile_=not (args.no_compile or args.tiny or broken))
 
     record("train", train_eager)
     record("train_compiled", train_compiled)

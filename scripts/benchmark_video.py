@@ -30,6 +30,8 @@ def cmd_video(args, overrides) -> dict:
 
     if overrides:
         raise SystemExit(f"video takes no key=value overrides (got {overrides})")
+    if args.frames < 3:
+        raise SystemExit("--frames must be at least 3: the first two of a round are not timed")
     height, width = _size(args.size)
     n = args.frames
     base = _photo(height + n, width + 2 * n, args.photo)

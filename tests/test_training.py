@@ -32,6 +32,22 @@ def test_only_the_transform_net_learns(style_path):
     assert params == {id(p) for p in system.transformer.parameters()}
 
 
+@pytest.mark.parametrize("precision, options", [
+    ("bf16-mixed", {"cpp.simdlen": 256}), ("bf16-true", {"cpp.simdlen": 256}),
+    ("32-true", None), (None, None)])
+def test_a_cpu_compiles_bf16_training_with_256_bit_vectors(style_path, monkeypatch, precision,
+                                                            options):
+    """The workaround for Inductor's NaN gradients in bf16 on AVX512-BF16/AMX CPUs (the test
+    below shows them only on such a CPU): every stage gets the options, and only in bf16."""
+    system = StyleTransferSystem(str(style_path), style_size=32, width=8, num_residual_blocks=1,
+                                 compile=True)
+    seen = []
+    monkeypatch.setattr(torch.nn.Module, "compile",
+                        lambda self, **kwargs: seen.append(kwargs.get("options")))
+    system.compile_for_training(precision)
+    assert seen == [options] * 3
+
+
 def test_compiled_training_follows_eager_in_bf16(style_path):
     # model.compile=true gave NaN losses in bf16 on CPUs twice: once from one graph for the
     # whole width-32 network, and once from Inductor's 512-bit vector kernels on a CPU with

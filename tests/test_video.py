@@ -304,12 +304,32 @@ def test_each_frame_takes_its_luma_and_held_still_weight_once(mode, monkeypatch)
     assert calls == {"held_still": 4, "luma": 5}  # every frame after the first; every frame
 
 
-def test_flow_from_kept_luma_is_the_flow_from_the_frames():
-    frames = [f.float() / 255 for f in tensors(clip_frames(count=2, motion=3, w=96, h=64))]
-    estimator = FlowEstimator("dis")
-    kept = estimator.between(estimator.luma(frames[1]), estimator.luma(frames[0]), 64, 96)
-    assert torch.equal(kept, estimator(frames[1], frames[0]))
-    assert not estimator.between(None, estimator.luma(frames[0]), 64, 96).any()  # too small: still
+def test_the_kept_luma_is_always_the_previous_frames(monkeypatch):
+    """The flow of every frame is estimated against the previous frame's own luma, through a
+    cut, a change of size and frames too small for flow (which take no flow at all)."""
+    from fast_style.video import motion
+
+    pairs = []
+    between = motion.FlowEstimator.between
+    monkeypatch.setattr(motion.FlowEstimator, "between", lambda self, current, previous, h, w: (
+        pairs.append((current, previous)) or between(self, current, previous, h, w)))
+    shots = [clip_frames(count=3, motion=2, seed=1, w=96, h=64),
+             clip_frames(count=2, motion=2, seed=2, w=96, h=64),  # a cut
+             clip_frames(count=2, motion=1, seed=3, w=80, h=48),  # another size
+             clip_frames(count=2, motion=0, seed=4, w=12, h=12)]  # too small for flow
+    frames = [f for shot in shots for f in shot]
+    stylise(frames, "denoise+features")
+    luma = [motion.FlowEstimator("dis").luma(TF.to_dtype(t, torch.float32, scale=True))
+            for t in tensors(frames)]  # the frame as the Stabilizer converts it
+    assert luma[-1] is None  # 12 px: no flow
+    # Flow wherever a frame follows one of its own size: the cut's pair too (it is the flow
+    # that tells a pan from a cut), the small frames with None for both.
+    expected = [(luma[t], luma[t - 1]) for t in range(1, len(frames))
+                if frames[t].shape == frames[t - 1].shape]
+    assert len(pairs) == len(expected) == 6
+    for (current, previous), (want_current, want_previous) in zip(pairs, expected, strict=True):
+        for got, want in ((current, want_current), (previous, want_previous)):
+            assert (got is None and want is None) or np.array_equal(got, want)
 
 
 def test_warp_works_on_the_flows_device():

@@ -214,7 +214,7 @@ class StyleTransferSystem(L.LightningModule):
         if self.hparams.compile:
             self.compile_for_training(str(self.trainer.precision))
 
-    def compile_for_training(self, precision: str = "bf16-mixed") -> None:
+    def compile_for_training(self, precision: str | None = None) -> None:
         """torch.compile, as suits the device (``model.compile=true``; benchmarks/gpu.md).
 
         - A GPU: the whole training computation (network, VGG, losses) as one graph, replayed
@@ -231,7 +231,7 @@ class StyleTransferSystem(L.LightningModule):
           (CPU_BF16_COMPILE_OPTIONS).
         """
         if self.device.type != "cuda":
-            options = CPU_BF16_COMPILE_OPTIONS if "bf16" in precision else None
+            options = CPU_BF16_COMPILE_OPTIONS if "bf16" in (precision or "") else None
             for stage in (self.transformer.encoder, self.transformer.residuals,
                           self.transformer.decoder):
                 stage.compile(options=options)

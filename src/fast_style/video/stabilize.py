@@ -362,8 +362,9 @@ class Stabilizer:
                     part.reset()
         self.last_input, self.last_luma = current, luma
         # Where the input held still along the flow: one weight for every part that follows
-        # the flow (the denoiser, the features, the flow blend): one 5x5 mean of a full frame,
-        # the dearest step after the network (benchmarks/video.md).
+        # the flow (the denoiser, the features, the flow blend), which all take
+        # stabilize.motion_threshold: one 5x5 mean of a full frame, the dearest step after the
+        # network (benchmarks/video.md).
         still = (held_still(current, aligned, self.stabilize.motion_threshold, inside)
                  if flow is not None else None)
         seen = image
