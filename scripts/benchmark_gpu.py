@@ -441,25 +441,26 @@ def quality_section(overrides: list[str], device: str, seconds: float, max_steps
               *(["model.compile=true"] if compile_ else []),
               *(["data.image_size=32", "data.batch_size=2", "data.num_workers=0"] if tiny else [])]
     with tempfile.TemporaryDirectory() as tmp:  # checkpoints and logs: only the network is kept
+        log = out_dir / "gpu_quality.train.log"  # train.py's own output comes back either way
         try:
             # The limit here is a safety net past trainer.max_time (start-up, compilation).
             start, ckpt_dir = ttq.train("gpu_quality", (seconds + 120) / 60, every, None,
                                         Path(tmp), recipe, "starry_night")
         except SystemExit as e:  # train.py failed: keep its log, and the other sections
-            shutil.copyfile(Path(tmp) / "gpu_quality.train.log", out_dir / "gpu_quality.train.log")
-            raise RuntimeError(f"{e} (copied to {out_dir / 'gpu_quality.train.log'})") from None
-        shutil.copyfile(Path(tmp) / "gpu_quality.train.log", out_dir / "gpu_quality.train.log")
+            raise RuntimeError(f"{e} (copied to {log})") from None
+        finally:
+            shutil.copyfile(Path(tmp) / "gpu_quality.train.log", log)
         found = ttq.snapshots(ckpt_dir, start)
         shutil.copyfile(ckpt_dir / "starry_night.pth", out_dir / "gpu_quality_starry_night.pth")
         points, reference = judge(found, device, tiny)
     # train.py's own pace between the first and the last kept checkpoint: the steady state,
     # validation and checkpointing included, compilation and start-up not.
     (first, t0, _), (last, t1, _) = found[0], found[-1]
-    pace = {"steady_ms_per_step": round((t1 - t0) * 60_000 / (last - first), 2)} \
-        if last > first else {}
-    if pace:
-        pace["projected_40k_steps_min"] = round(pace["steady_ms_per_step"] * JOHNSON_STEPS
-                                                / 60_000, 2)
+    pace = {}
+    if last > first:
+        ms = (t1 - t0) * 60_000 / (last - first)
+        pace = {"steady_ms_per_step": round(ms, 2),
+                "projected_40k_steps_min": round(ms * JOHNSON_STEPS / 60_000, 2)}
     return {"recipe": recipe, "train_seconds_budget": seconds, "max_steps": steps,
             "steps_run": last, "minutes_from_launch": round(t1, 2), **pace,
             "network": "gpu_quality_starry_night.pth", **reference, "points": points}
